@@ -1,0 +1,5 @@
+import sys
+
+from fairvlm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,153 @@
+"""The configuration of an audit (saved as ``config.yaml`` next to its records)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fairvlm.data.schema import TASKS
+from fairvlm.errors import bad_value
+from fairvlm.metrics.config import MetricsConfig
+
+#: How closed tasks (vqa, concept) are answered.
+CLOSED_MODES = ("both", "generate", "score")
+#: Tasks whose prompt the audit can write itself, so they may run on another task's samples.
+DERIVABLE_TASKS = ("probe", "describe")
+
+
+@dataclass
+class AuditConfig:
+    """What an audit runs and how.
+
+    Attributes:
+        tasks: audit tasks among ``vqa, report, probe, describe, concept``; ``None`` =
+            every task the split has samples of.
+        split: the dataset split audited.
+        limit: at most this many samples *per task* (the first ones); ``None`` = all.
+        batch_size: samples per model call (generation and option scoring).
+        option_batch_size: (sample, option) pairs per scoring forward pass; ``None`` =
+            ``batch_size`` x the number of options.
+        max_new_tokens: generation budget of open tasks (report, describe).
+        closed_max_new_tokens: generation budget of closed answers (vqa, concept).
+        closed_mode: ``both`` (generation + label parsing, and option scoring),
+            ``generate`` or ``score`` (the best-scoring option is the answer).
+        probe_options: the two answers of the yes/no probe, positive first; ``p_yes`` is
+            the softmax of their summed log-probabilities.
+        probe_template: the probe prompt for samples that are not probe samples
+            (see ``sources``); ``{concept}`` is replaced by the sample's concept.
+        describe_prompt: the open prompt for samples that are not describe samples.
+        sources: task -> the sample task its samples come from, e.g.
+            ``{"probe": "describe"}`` runs the probe, with ``probe_template``, on the
+            describe samples. Only probe and describe can be derived (their prompt is
+            generic). By default a task runs on the samples whose ``task`` is its name.
+        attributes: sensitive attributes written as ``attr.<name>`` columns and audited;
+            ``None`` = every attribute of the data.
+        seed: torch seed set before the model runs (matters only with sampling).
+        progress: show a progress bar.
+        metrics: how metrics are computed from the records (bootstrap, K, lexicon ...).
+    """
+
+    tasks: list[str] | None = None
+    split: str = "test"
+    limit: int | None = None
+    batch_size: int = 16
+    option_batch_size: int | None = None
+    max_new_tokens: int = 48
+    closed_max_new_tokens: int = 16
+    closed_mode: str = "both"
+    probe_options: list[str] = field(default_factory=lambda: ["yes", "no"])
+    probe_template: str = "Is this person a {concept}?"
+    describe_prompt: str = "Describe the person."
+    sources: dict[str, str] = field(default_factory=dict)
+    attributes: list[str] | None = None
+    seed: int = 0
+    progress: bool = True
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, str):
+            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
+        if self.tasks is not None:
+            self.tasks = list(dict.fromkeys(self.tasks))
+            unknown = [t for t in self.tasks if t not in TASKS]
+            if unknown or not self.tasks:
+                raise bad_value("tasks", self.tasks, f"use a non-empty list of {list(TASKS)}")
+        if not isinstance(self.split, str) or not self.split:
+            raise bad_value("split", self.split, "name a split of the data, e.g. 'test'")
+        if self.limit is not None and (not _is_int(self.limit) or self.limit < 1):
+            raise bad_value("limit", self.limit, "use a positive integer or None (all samples)")
+        for name in ("batch_size", "max_new_tokens", "closed_max_new_tokens"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise bad_value(name, getattr(self, name), "use a positive integer")
+        if self.option_batch_size is not None and (
+            not _is_int(self.option_batch_size) or self.option_batch_size < 1
+        ):
+            raise bad_value(
+                "option_batch_size", self.option_batch_size, "use a positive integer or None"
+            )
+        if self.closed_mode not in CLOSED_MODES:
+            raise bad_value("closed_mode", self.closed_mode, f"use one of {list(CLOSED_MODES)}")
+        self.probe_options = list(self.probe_options)
+        if len(self.probe_options) != 2 or len(set(self.probe_options)) != 2:
+            raise bad_value(
+                "probe_options", self.probe_options, "give two distinct answers, e.g. ['yes', 'no']"
+            )
+        if "{concept}" not in self.probe_template:
+            raise bad_value(
+                "probe_template",
+                self.probe_template,
+                "include '{concept}', e.g. 'Is this person a {concept}?'",
+            )
+        if not self.describe_prompt.strip():
+            raise bad_value("describe_prompt", self.describe_prompt, "give a non-empty prompt")
+        for task, source in self.sources.items():
+            if task not in DERIVABLE_TASKS or source not in TASKS:
+                raise bad_value(
+                    f"sources[{task!r}]",
+                    source,
+                    f"only {list(DERIVABLE_TASKS)} can take another task's samples, "
+                    f"and the source is one of {list(TASKS)}",
+                )
+        if isinstance(self.attributes, str):
+            self.attributes = [a.strip() for a in self.attributes.split(",") if a.strip()]
+        if not _is_int(self.seed):
+            raise bad_value("seed", self.seed, "use an integer")
+        if isinstance(self.metrics, Mapping):
+            self.metrics = _metrics_config(self.metrics)
+        if not isinstance(self.metrics, MetricsConfig):
+            raise bad_value(
+                "metrics", self.metrics, "give a MetricsConfig or a mapping of its fields"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> AuditConfig:
+        """Build from a plain mapping (YAML); an unknown key is an error naming the fields."""
+        data = dict(data or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise bad_value(unknown[0], data[unknown[0]], f"not an AuditConfig field; use {names}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML-able fields (the metrics config nested)."""
+        return dataclasses.asdict(self)
+
+
+def _metrics_config(data: Mapping[str, Any]) -> MetricsConfig:
+    names = [f.name for f in dataclasses.fields(MetricsConfig)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise bad_value(
+            f"metrics.{unknown[0]}", data[unknown[0]], f"not a MetricsConfig field; use {names}"
+        )
+    return MetricsConfig(**dict(data))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+__all__ = ["CLOSED_MODES", "DERIVABLE_TASKS", "AuditConfig"]

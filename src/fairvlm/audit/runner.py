@@ -1,0 +1,310 @@
+"""The audit runner: batches through the model, records as it goes, resumes, then metrics.
+
+Output folder::
+
+    config.yaml        the AuditConfig, the model, the data, the steering, the identity
+    records.parquet    one row per (sample, task) (``fairvlm.audit.store.RECORD_COLUMNS``)
+    metrics.json       ``fairvlm.metrics.compute_metrics`` of the records
+    records.parts/     finished batches of an unfinished audit (merged, then removed)
+
+A rerun into the same folder skips the (sample, task) pairs already written and calls
+the model only for the rest; the folder's identity (model, data, split, attributes,
+steering, task settings) must match, so records of different audits never mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fairvlm.audit.config import AuditConfig
+from fairvlm.audit.plan import AuditPlan, Unit, plan_audit
+from fairvlm.audit.sharding import process_state, shard
+from fairvlm.audit.store import ATTR_PREFIX, RecordStore
+from fairvlm.errors import ConfigError, bad_value
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class BatchInfo:
+    """What ``on_batch`` receives after each batch is written."""
+
+    task: str
+    batch_index: int
+    n: int
+    seconds: float
+    done: int
+    total: int
+
+
+def run_audit(
+    model_or_adapter: Any,
+    data: Any,
+    config: AuditConfig | Mapping[str, Any] | None = None,
+    out_dir: str | Path = "audit",
+    *,
+    steer: Any = None,
+    adapter: str | Path | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    on_batch: Callable[[BatchInfo], None] | None = None,
+) -> Path:
+    """Audit a model on a dataset split; write records, metrics and config to ``out_dir``.
+
+    Args:
+        model_or_adapter: a :class:`fairvlm.models.VLMAdapter`, or a model folder / hub
+            id loaded with ``load_vlm`` (with ``adapter``, ``dtype``, ``device``) only
+            after the data passed validation, and only if any batch is left to compute.
+        data: a dataset folder, a ``datasets.DatasetDict`` or a sequence of Samples.
+        config: an :class:`AuditConfig` or a mapping of its fields (``None``: defaults).
+        out_dir: the audit folder; an unfinished audit there is resumed.
+        steer: a steering vector applied during the whole audit, either an object with
+            ``apply(vlm, **kwargs)`` (a context manager) or a ``(vector, kwargs)`` pair.
+        overwrite: forget the records already in ``out_dir`` instead of resuming.
+        on_batch: called after each batch is written (progress hooks, tests).
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        DataError: bad data (empty split, missing targets, unknown attribute ...) before
+            any model work.
+        ConfigError: ``out_dir`` holds records of a different audit (use ``overwrite``).
+    """
+    cfg = config if isinstance(config, AuditConfig) else AuditConfig.from_dict(config)
+    state = process_state()
+    plan = plan_audit(data, cfg)
+    out = Path(out_dir)
+    store = RecordStore(out, plan.attributes)
+    model_label = _model_label(model_or_adapter)
+    identity = _identity(plan, cfg, model_label, adapter, steer)
+    if overwrite and state.is_main_process:
+        store.clear()
+        (out / METRICS_FILE).unlink(missing_ok=True)
+    state.wait_for_everyone()
+    _check_identity(out, identity, overwrite)
+    if state.is_main_process:
+        _write_config(out, cfg, identity, model_label, adapter, plan, state.num_processes)
+
+    done = RecordStore.keys(store.load())
+    # every process has read the done set before any of them writes a new part
+    state.wait_for_everyone()
+    todo = []
+    for unit in plan.units(cfg.batch_size):
+        left = [s for s in unit.samples if (unit.task.name, s.id) not in done]
+        if left:
+            todo.append(Unit(unit.task, unit.batch_index, left))
+    mine = shard(todo, state)
+    if mine:
+        vlm = _resolve_model(model_or_adapter, adapter, dtype, device, state)
+        _run_units(vlm, mine, plan, cfg, store, steer, state, on_batch)
+    state.wait_for_everyone()
+
+    if state.is_main_process:
+        from fairvlm.metrics import compute_metrics, write_metrics
+
+        table = store.compact(plan.order())
+        metrics = compute_metrics(
+            table.to_pandas(), model=model_label, data=plan.data_label, config=cfg.metrics
+        )
+        write_metrics(metrics, out / METRICS_FILE)
+    state.wait_for_everyone()
+    return out
+
+
+def _run_units(
+    vlm: Any,
+    units: list[Unit],
+    plan: AuditPlan,
+    cfg: AuditConfig,
+    store: RecordStore,
+    steer: Any,
+    state: Any,
+    on_batch: Callable[[BatchInfo], None] | None,
+) -> None:
+    import torch
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    total = sum(len(u.samples) for u in units)
+    # None = tqdm's own choice: a bar on a terminal, nothing in logs
+    bar = tqdm(
+        total=total,
+        desc="audit",
+        unit="sample",
+        disable=not (cfg.progress and state.is_main_process) or None,
+    )
+    done = 0
+    with bar, _steering(steer, vlm):
+        for unit in units:
+            bar.set_postfix_str(unit.task.name)
+            start = time.perf_counter()
+            fields = unit.task.run(vlm, unit.samples)
+            seconds = time.perf_counter() - start
+            rows = [
+                _row(s, f, unit, plan, seconds / len(unit.samples))
+                for s, f in zip(unit.samples, fields, strict=True)
+            ]
+            store.write_part(rows, unit.task.name, unit.batch_index)
+            done += len(rows)
+            bar.update(len(rows))
+            if on_batch is not None:
+                on_batch(
+                    BatchInfo(unit.task.name, unit.batch_index, len(rows), seconds, done, total)
+                )
+
+
+def _row(sample: Any, fields: dict, unit: Unit, plan: AuditPlan, latency: float) -> dict:
+    row = {
+        "sample_id": sample.id,
+        "task": unit.task.name,
+        "split": sample.split or plan.split,
+        "target": sample.target,
+        "concept": sample.concept,
+        "counterfactual_set": sample.counterfactual_set,
+        "latency_s": latency,
+        "batch_index": unit.batch_index,
+        **fields,
+    }
+    for name in plan.attributes:
+        row[ATTR_PREFIX + name] = sample.attributes.get(name)
+    return row
+
+
+def _steering(steer: Any, vlm: Any) -> contextlib.AbstractContextManager:
+    if steer is None:
+        return contextlib.nullcontext()
+    vector, kwargs = steer if isinstance(steer, tuple) else (steer, {})
+    return vector.apply(vlm, **dict(kwargs))
+
+
+def _resolve_model(model: Any, adapter: Any, dtype: Any, device: Any, state: Any) -> Any:
+    if not isinstance(model, str | os.PathLike):
+        if adapter is not None:
+            raise bad_value(
+                "adapter", str(adapter), "give it to load_vlm, or pass the model path instead"
+            )
+        return model
+    from fairvlm.models import load_vlm
+
+    if device is None and state.num_processes > 1:
+        device = str(state.device)  # one device per process
+    return load_vlm(model, dtype=dtype, device=device, adapter=adapter)
+
+
+def _model_label(model: Any) -> str:
+    if isinstance(model, str | os.PathLike):
+        return str(model)
+    return str(getattr(model, "name_or_path", "") or type(model).__name__)
+
+
+def _steer_label(steer: Any) -> dict | None:
+    """What the steering is: apply kwargs and a digest of the vector's tensors."""
+    if steer is None:
+        return None
+    vector, kwargs = steer if isinstance(steer, tuple) else (steer, {})
+    digest = hashlib.sha256(type(vector).__name__.encode())
+    for tensor in _tensors(vector):
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return {
+        "vector": digest.hexdigest()[:16],
+        "apply": {k: _plain(v) for k, v in dict(kwargs).items()},
+    }
+
+
+def _tensors(obj: Any, depth: int = 0) -> list:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if depth > 2:
+        return []
+    if isinstance(obj, Mapping):
+        return [t for k in sorted(obj, key=str) for t in _tensors(obj[k], depth + 1)]
+    if isinstance(obj, list | tuple):
+        return [t for v in obj for t in _tensors(v, depth + 1)]
+    if hasattr(obj, "__dict__"):
+        return _tensors(vars(obj), depth + 1)
+    return []
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+
+
+def _identity(
+    plan: AuditPlan, cfg: AuditConfig, model: str, adapter: Any, steer: Any
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "adapter": None if adapter is None else str(adapter),
+        "data": plan.data_label,
+        "split": cfg.split,
+        "attributes": list(plan.attributes),
+        "steer": _steer_label(steer),
+        "tasks": {name: task.settings() for name, (task, _) in plan.tasks.items()},
+    }
+
+
+def _check_identity(out: Path, identity: dict, overwrite: bool) -> None:
+    """Refuse to resume into a folder written by a different audit."""
+    import yaml
+
+    file = out / CONFIG_FILE
+    if overwrite or not file.is_file():
+        return
+    old = (yaml.safe_load(file.read_text()) or {}).get("identity") or {}
+    for key, value in identity.items():
+        previous = old.get(key)
+        if key == "tasks":  # tasks may be added; shared ones must match
+            previous = {t: previous[t] for t in value if t in (previous or {})}
+            value = {t: value[t] for t in previous}
+        if previous != value:
+            raise ConfigError(
+                f"out_dir={str(out)!r} holds an audit with {key}={previous!r}, not {value!r}; "
+                "audit into another folder, or pass overwrite (--overwrite) to start afresh"
+            )
+
+
+def _write_config(
+    out: Path,
+    cfg: AuditConfig,
+    identity: dict,
+    model: str,
+    adapter: Any,
+    plan: AuditPlan,
+    processes: int,
+) -> None:
+    import yaml
+
+    doc = {
+        "audit": cfg.to_dict(),
+        "model": model,
+        "adapter": None if adapter is None else str(adapter),
+        "data": plan.data_label,
+        "n_samples": {name: len(samples) for name, (_, samples) in plan.tasks.items()},
+        "processes": processes,
+        "identity": identity,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{CONFIG_FILE}", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            yaml.safe_dump(doc, fh, sort_keys=False)
+        os.replace(tmp, out / CONFIG_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["CONFIG_FILE", "METRICS_FILE", "BatchInfo", "run_audit"]

@@ -1,0 +1,326 @@
+"""Audit tasks: which samples each task takes, what it needs of them, and how it asks the model.
+
+A task turns a batch of samples into the model-dependent part of their records
+(``prompt, output, options, option_logprob, option_mean_logprob, pred, p_yes``); the
+runner adds the sample's own fields, the timing and the batch index.
+
+- ``vqa`` / ``concept`` (closed): the answer is generated and parsed into a label with
+  :class:`fairvlm.metrics.LabelParser`, and every option is scored (``closed_mode``).
+- ``report`` / ``describe`` (open): greedy generation.
+- ``probe``: the two answers ``yes``/``no`` are scored; ``p_yes`` = softmax of their
+  summed log-probabilities, the score that ranks images for Skew@K.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from fairvlm.audit.config import AuditConfig
+from fairvlm.data.schema import Sample
+from fairvlm.errors import DataError
+from fairvlm.metrics.clinical import LabelParser, normalize_label
+
+#: Fields every record gets from its task (see the records contract).
+TASK_FIELDS = (
+    "prompt",
+    "output",
+    "options",
+    "option_logprob",
+    "option_mean_logprob",
+    "pred",
+    "p_yes",
+)
+
+
+def _examples(ids: Sequence[str]) -> str:
+    shown = ", ".join(repr(i) for i in ids[:3])
+    return shown + (", ..." if len(ids) > 3 else "")
+
+
+class AuditTask:
+    """Base class: sample selection and validation; subclasses define :meth:`run`.
+
+    Attributes:
+        name: the task name (one of :data:`fairvlm.data.TASKS`).
+        needs: sample fields that must be set on every sample of the task.
+    """
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: AuditConfig) -> None:
+        self.config = config
+
+    # -- before any model work --------------------------------------------------------
+    def select(self, samples: Sequence[Sample]) -> list[Sample]:
+        """The task's samples of the split (its own, or its source task's, re-prompted)."""
+        source = self.config.sources.get(self.name, self.name)
+        picked = [s for s in samples if s.task == source]
+        if source != self.name:
+            picked = [
+                dataclasses.replace(s, prompt=self.derived_prompt(s), task=self.name)
+                for s in picked
+            ]
+        if self.config.limit is not None:
+            picked = picked[: self.config.limit]
+        return picked
+
+    def derived_prompt(self, sample: Sample) -> str:
+        """The prompt written for a sample of another task (only derivable tasks)."""
+        raise NotImplementedError(f"task {self.name} cannot write its own prompt")
+
+    def validate(self, samples: Sequence[Sample], split: str) -> None:
+        """Raise :class:`DataError` when a sample lacks what the task needs.
+
+        Checks every sample (cheap: no image is decoded): an image, or an existing file
+        for path images; the fields of :attr:`needs`; unique ids.
+        """
+        no_image = [s.id for s in samples if s.image is None]
+        if no_image:
+            raise DataError(
+                f"task {self.name!r} needs an image on every sample: {len(no_image)} of "
+                f"{len(samples)} samples of split {split!r} have none (e.g. "
+                f"{_examples(no_image)}); give them images or drop them"
+            )
+        missing_files = [
+            s.id
+            for s in samples
+            if isinstance(s.image, str | os.PathLike) and not os.path.isfile(s.image)
+        ]
+        if missing_files:
+            raise DataError(
+                f"task {self.name!r}: {len(missing_files)} image files do not exist (e.g. "
+                f"{_examples(missing_files)}); fix the paths or remove those samples"
+            )
+        for name in self.needs:
+            lacking = [s.id for s in samples if getattr(s, name) in (None, "")]
+            if lacking:
+                raise DataError(
+                    f"task {self.name!r} needs a {name} on every sample: {len(lacking)} of "
+                    f"{len(samples)} samples of split {split!r} have none (e.g. "
+                    f"{_examples(lacking)}); audit data that has {name}s, or drop "
+                    f"{self.name!r} from tasks"
+                )
+        seen: set[str] = set()
+        for s in samples:
+            if s.id in seen:
+                raise DataError(
+                    f"task {self.name!r}: sample id {s.id!r} appears twice; ids must be unique "
+                    "(records are keyed by sample id and task)"
+                )
+            seen.add(s.id)
+
+    def prepare(self, samples: Sequence[Sample]) -> None:
+        """Fix whatever depends on the whole sample list (e.g. a label vocabulary)."""
+
+    def settings(self) -> dict[str, Any]:
+        """What makes this task's records what they are (compared on resume)."""
+        return {"source": self.config.sources.get(self.name, self.name)}
+
+    # -- model work ---------------------------------------------------------------------
+    def run(self, vlm: Any, batch: Sequence[Sample]) -> list[dict[str, Any]]:
+        """The :data:`TASK_FIELDS` of each sample of ``batch``."""
+        raise NotImplementedError
+
+    def _option_batch(self, n_options: int, n_samples: int) -> int:
+        return self.config.option_batch_size or max(1, n_options * n_samples)
+
+
+def _record(prompt: str, **fields: Any) -> dict[str, Any]:
+    out = dict.fromkeys(TASK_FIELDS)
+    out.update(prompt=prompt, **fields)
+    return out
+
+
+class ClosedTask(AuditTask):
+    """Closed question: generation + label parsing, and option scoring (``closed_mode``)."""
+
+    needs = ("target",)
+
+    def prepare(self, samples: Sequence[Sample]) -> None:
+        # One vocabulary for the whole task, so a batch's answers do not depend on which
+        # other samples share it (needed for resume and sharding to reproduce records).
+        surface: dict[str, str] = {}
+        for s in samples:
+            for text in [*(s.options or []), s.target]:
+                key = normalize_label(text)
+                if key is not None:
+                    surface.setdefault(key, str(text))
+        if len(surface) < 2:
+            raise DataError(
+                f"task {self.name!r} is closed but its samples offer {len(surface)} answer(s) "
+                f"({sorted(surface)}); give samples options, or targets of at least two labels"
+            )
+        self.labels = sorted(surface)
+        self.fallback_options = [surface[k] for k in self.labels]
+        synonyms = {k: v for k, v in self.config.metrics.label_synonyms.items() if k in self.labels}
+        self.parser = LabelParser(
+            self.labels, synonyms, on_multiple=self.config.metrics.on_multiple
+        )
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            **super().settings(),
+            "closed_mode": self.config.closed_mode,
+            "max_new_tokens": self.config.closed_max_new_tokens,
+        }
+
+    def run(self, vlm: Any, batch: Sequence[Sample]) -> list[dict[str, Any]]:
+        mode = self.config.closed_mode
+        options = [list(s.options) if s.options else self.fallback_options for s in batch]
+        outputs: list[str | None] = [None] * len(batch)
+        if mode in ("both", "generate"):
+            outputs = vlm.generate(
+                batch, max_new_tokens=self.config.closed_max_new_tokens, batch_size=len(batch)
+            )
+        sums = means = None
+        if mode in ("both", "score"):
+            k = max(len(o) for o in options)
+            scores = vlm.score_options(batch, options, batch_size=self._option_batch(k, len(batch)))
+            sums, means = scores.sum_logprob, scores.mean_logprob
+        rows = []
+        for i, (sample, opts) in enumerate(zip(batch, options, strict=True)):
+            lp = mlp = None
+            if sums is not None:
+                lp = [float(v) for v in sums[i, : len(opts)]]
+                mlp = [float(v) for v in means[i, : len(opts)]]
+            if outputs[i] is not None:
+                output, pred = outputs[i], self.parser.parse(outputs[i])
+            else:  # scoring only: the answer is the best option
+                output = opts[int(np.nanargmax(np.asarray(lp)))]
+                pred = normalize_label(output)
+            rows.append(
+                _record(
+                    sample.prompt,
+                    output=output,
+                    options=list(opts),
+                    option_logprob=lp,
+                    option_mean_logprob=mlp,
+                    pred=pred,
+                )
+            )
+        return rows
+
+
+class VQATask(ClosedTask):
+    """Closed visual question answering (e.g. "What is the diagnosis?")."""
+
+    name = "vqa"
+
+
+class ConceptTask(ClosedTask):
+    """Closed concept recognition (which social concept does the image show)."""
+
+    name = "concept"
+
+
+class GenerationTask(AuditTask):
+    """Open generation: the record's output is the generated text."""
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "max_new_tokens": self.config.max_new_tokens}
+
+    def run(self, vlm: Any, batch: Sequence[Sample]) -> list[dict[str, Any]]:
+        outputs = vlm.generate(
+            batch, max_new_tokens=self.config.max_new_tokens, batch_size=len(batch)
+        )
+        return [_record(s.prompt, output=o) for s, o in zip(batch, outputs, strict=True)]
+
+
+class ReportTask(GenerationTask):
+    """Report generation, compared with the reference report (BLEU, ROUGE-L, METEOR)."""
+
+    name = "report"
+    needs = ("target",)
+
+
+class DescribeTask(GenerationTask):
+    """Open description ("Describe the person."): attribute mentions and sentiment."""
+
+    name = "describe"
+
+    def derived_prompt(self, sample: Sample) -> str:
+        return self.config.describe_prompt
+
+    def settings(self) -> dict[str, Any]:
+        derived = self.name in self.config.sources
+        return {**super().settings(), "prompt": self.config.describe_prompt if derived else None}
+
+
+class ProbeTask(AuditTask):
+    """Yes/no concept probe: P(yes) from the scores of the two answers."""
+
+    name = "probe"
+    needs = ("concept",)
+
+    def derived_prompt(self, sample: Sample) -> str:
+        if not sample.concept:  # left as it is: validation reports every such sample
+            return sample.prompt
+        return self.config.probe_template.format(concept=sample.concept)
+
+    def settings(self) -> dict[str, Any]:
+        derived = self.name in self.config.sources
+        return {
+            **super().settings(),
+            "options": list(self.config.probe_options),
+            "template": self.config.probe_template if derived else None,
+        }
+
+    def run(self, vlm: Any, batch: Sequence[Sample]) -> list[dict[str, Any]]:
+        options = list(self.config.probe_options)
+        scores = vlm.score_options(batch, options, batch_size=self._option_batch(2, len(batch)))
+        rows = []
+        for sample, lp, mlp in zip(batch, scores.sum_logprob, scores.mean_logprob, strict=True):
+            lp = [float(v) for v in lp[:2]]
+            rows.append(
+                _record(
+                    sample.prompt,
+                    output=options[int(lp[1] > lp[0])],
+                    options=options,
+                    option_logprob=lp,
+                    option_mean_logprob=[float(v) for v in mlp[:2]],
+                    pred=options[int(lp[1] > lp[0])],
+                    p_yes=p_yes(lp[0], lp[1]),
+                )
+            )
+        return rows
+
+
+def p_yes(logprob_yes: float, logprob_no: float) -> float | None:
+    """Softmax of the two summed log-probabilities: ``P(yes) / (P(yes) + P(no))``."""
+    if not (math.isfinite(logprob_yes) and math.isfinite(logprob_no)):
+        return None
+    return 1.0 / (1.0 + math.exp(logprob_no - logprob_yes))
+
+
+#: Task name -> class.
+TASK_CLASSES: dict[str, type[AuditTask]] = {
+    cls.name: cls for cls in (VQATask, ReportTask, ProbeTask, DescribeTask, ConceptTask)
+}
+
+
+def make_task(name: str, config: AuditConfig) -> AuditTask:
+    """The task object of ``name`` under ``config``."""
+    return TASK_CLASSES[name](config)
+
+
+__all__ = [
+    "TASK_CLASSES",
+    "TASK_FIELDS",
+    "AuditTask",
+    "ClosedTask",
+    "ConceptTask",
+    "DescribeTask",
+    "GenerationTask",
+    "ProbeTask",
+    "ReportTask",
+    "VQATask",
+    "make_task",
+    "p_yes",
+]

@@ -1,0 +1,77 @@
+"""The ``fairvlm`` command.
+
+Each sub-command lives in its own module under :mod:`fairvlm.commands` with two
+functions, ``add_arguments(parser)`` and ``run(args) -> int``. Command modules import
+only the standard library at module level (heavy imports go inside ``run``) so that
+``fairvlm --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: name -> (module, one-line help). Order is the order of ``fairvlm --help``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("fairvlm.commands.models", "list the supported VLM families"),
+    "tiny": ("fairvlm.commands.tiny", "build a tiny random model of a family (offline)"),
+    "info": ("fairvlm.commands.info", "show a model's family and structure"),
+    "data": ("fairvlm.commands.data", "import, inspect and synthesise datasets"),
+    "pretrain": ("fairvlm.commands.pretrain", "train the small benchmark base model"),
+    "audit": ("fairvlm.commands.audit", "audit a model: records + group metrics"),
+    "metrics": ("fairvlm.commands.metrics", "recompute metrics from audit records"),
+    "train": ("fairvlm.commands.train", "fine-tune with a mitigation method"),
+    "steer": ("fairvlm.commands.steer", "build and sweep steering vectors"),
+    "run": ("fairvlm.commands.run", "run an experiment YAML end to end"),
+    "demo": ("fairvlm.commands.demo", "the whole story on the embedded benchmarks"),
+    "report": ("fairvlm.commands.report", "write the HTML report of a run"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    """The commands whose module is installed (lets the CLI grow issue by issue)."""
+    from importlib.util import find_spec
+
+    return {name: spec for name, spec in COMMANDS.items() if find_spec(spec[0]) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available sub-command."""
+    from fairvlm import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fairvlm",
+        description="Audit vision-language models for demographic and social bias, and remove it.",
+    )
+    parser.add_argument("--version", action="version", version=f"fairvlm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in _available().items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        mod = importlib.import_module(module)
+        mod.add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script and of ``python -m fairvlm``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from fairvlm.errors import FairVLMError
+
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except FairVLMError as exc:
+        print(f"fairvlm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fairvlm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""``fairvlm audit MODEL DATA --out DIR``: records, group metrics and config of an audit.
+
+Several processes: ``--num-processes N``, or ``accelerate launch -m fairvlm audit ...``.
+A rerun with the same ``--out`` resumes: finished (sample, task) records are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+#: Flags forwarded as they are when ``--num-processes`` relaunches the command.
+_FORWARD = (
+    ("--tasks", "tasks"),
+    ("--adapter", "adapter"),
+    ("--batch-size", "batch_size"),
+    ("--limit", "limit"),
+    ("--split", "split"),
+    ("--attributes", "attributes"),
+    ("--max-new-tokens", "max_new_tokens"),
+    ("--closed-mode", "closed_mode"),
+    ("--seed", "seed"),
+    ("--n-boot", "n_boot"),
+    ("--config", "config"),
+    ("--steer", "steer"),
+    ("--steer-scale", "steer_scale"),
+    ("--steer-operator", "steer_operator"),
+    ("--steer-positions", "steer_positions"),
+    ("--dtype", "dtype"),
+    ("--device", "device"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``fairvlm audit``."""
+    parser.add_argument("model", metavar="MODEL", help="model directory or hub id")
+    parser.add_argument("data", metavar="DATA", help="dataset folder (from `fairvlm data`)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="audit folder (resumed)")
+    parser.add_argument(
+        "--tasks", help="comma-separated: vqa,report,probe,describe,concept (default: the data's)"
+    )
+    parser.add_argument("--adapter", metavar="DIR", help="a PEFT adapter to load on the model")
+    parser.add_argument("--batch-size", type=int, help="samples per model call (default 16)")
+    parser.add_argument("--limit", type=int, help="at most N samples per task")
+    parser.add_argument("--split", help="the split to audit (default test)")
+    parser.add_argument("--attributes", help="comma-separated attributes (default: all)")
+    parser.add_argument("--max-new-tokens", type=int, help="generation budget of open tasks")
+    parser.add_argument("--closed-mode", choices=("both", "generate", "score"))
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--n-boot", type=int, help="bootstrap replicates of the CIs")
+    parser.add_argument(
+        "--config", metavar="YAML", help="AuditConfig fields (or a previous audit's config.yaml)"
+    )
+    parser.add_argument("--steer", metavar="VEC.safetensors", help="apply a steering vector")
+    parser.add_argument("--steer-scale", type=float, help="steering strength alpha")
+    parser.add_argument("--steer-operator", help="add, ablate or ablate_then_add")
+    parser.add_argument("--steer-positions", help="all, prompt or generated")
+    parser.add_argument(
+        "--num-processes", type=int, default=1, help="audit shards in N processes (Accelerate)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="start afresh, do not resume")
+    parser.add_argument("--dtype", help="e.g. float32, bfloat16")
+    parser.add_argument("--device", help="e.g. cpu, cuda")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _config(args: argparse.Namespace):
+    from pathlib import Path
+
+    import yaml
+
+    from fairvlm.audit import AuditConfig
+    from fairvlm.errors import bad_value
+
+    data: dict = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise bad_value("--config", args.config, "give an existing YAML file")
+        data = yaml.safe_load(path.read_text()) or {}
+        if isinstance(data.get("audit"), dict):  # a previous audit's config.yaml
+            data = data["audit"]
+        if not isinstance(data, dict):
+            raise bad_value("--config", args.config, "the YAML must map AuditConfig fields")
+    for flag in ("tasks", "batch_size", "limit", "split", "attributes", "seed"):
+        if getattr(args, flag) is not None:
+            data[flag] = getattr(args, flag)
+    if args.max_new_tokens is not None:
+        data["max_new_tokens"] = args.max_new_tokens
+    if args.closed_mode is not None:
+        data["closed_mode"] = args.closed_mode
+    if args.n_boot is not None:
+        data["metrics"] = {**(data.get("metrics") or {}), "n_boot": args.n_boot}
+    if args.no_progress:
+        data["progress"] = False
+    return AuditConfig.from_dict(data)
+
+
+def _steering(args: argparse.Namespace):
+    """``(vector, apply kwargs)`` from the --steer flags, or None."""
+    from pathlib import Path
+
+    from fairvlm.errors import ConfigError, bad_value
+
+    extra = {
+        k: v
+        for k, v in (
+            ("scale", args.steer_scale),
+            ("operator", args.steer_operator),
+            ("positions", args.steer_positions),
+        )
+        if v is not None
+    }
+    if args.steer is None:
+        if extra:
+            raise bad_value(
+                "--steer-" + next(iter(extra)), next(iter(extra.values())), "give --steer VEC too"
+            )
+        return None
+    if not Path(args.steer).is_file():
+        raise bad_value("--steer", args.steer, "give an existing .safetensors steering vector")
+    import importlib
+
+    try:
+        steering = importlib.import_module("fairvlm.mitigation.steering")
+    except ModuleNotFoundError as exc:
+        if not (exc.name and "fairvlm.mitigation.steering".startswith(exc.name)):
+            raise
+        steering = None
+    vector_class = getattr(steering, "SteeringVector", None)
+    if vector_class is None:
+        raise ConfigError(
+            "--steer needs fairvlm.mitigation.steering.SteeringVector (test-time steering), "
+            "which this fairvlm does not have; audit without --steer"
+        )
+    try:
+        vector = vector_class.load(args.steer)
+    except Exception as exc:  # any reader failure is a bad --steer file, reported as such
+        if isinstance(exc, ConfigError):
+            raise
+        raise bad_value(
+            "--steer", args.steer, f"it cannot be read as a steering vector ({exc})"
+        ) from exc
+    return vector, extra
+
+
+def _relaunch_args(args: argparse.Namespace) -> list[str]:
+    argv = ["audit", args.model, args.data, "--out", args.out]
+    for flag, name in _FORWARD:
+        value = getattr(args, name)
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += [
+        f for f, on in (("--no-progress", args.no_progress), ("--overwrite", args.overwrite)) if on
+    ]
+    return argv
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, audit (resuming), then print the metrics table."""
+    import os
+
+    from fairvlm.audit import plan_audit, run_audit
+    from fairvlm.audit.sharding import is_distributed, launch
+    from fairvlm.errors import bad_value
+
+    if args.num_processes < 1:
+        raise bad_value("--num-processes", args.num_processes, "use a positive integer")
+    cfg = _config(args)
+    steer = _steering(args)
+    if args.num_processes > 1 and not is_distributed():
+        plan_audit(args.data, cfg)  # bad input fails here, once, not in every process
+        return launch(args.num_processes, _relaunch_args(args))
+    out = run_audit(
+        args.model,
+        args.data,
+        cfg,
+        args.out,
+        steer=steer,
+        adapter=args.adapter,
+        dtype=args.dtype,
+        device=args.device,
+        overwrite=args.overwrite,
+    )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    _print_summary(out)
+    return 0
+
+
+def _print_summary(out) -> None:
+    import json
+
+    from fairvlm.audit import METRICS_FILE, RECORDS_FILE
+
+    metrics = json.loads((out / METRICS_FILE).read_text())
+    try:
+        from fairvlm.commands.metrics import format_table
+    except ImportError:  # the metrics command is optional: fall back to overall values
+        for task, entry in metrics["tasks"].items():
+            for name, m in entry["metrics"].items():
+                print(f"{task:<9} {name:<24} {m.get('overall')}")
+    else:
+        print(format_table(metrics))
+    n = sum(entry["n"] for entry in metrics["tasks"].values())
+    print(f"wrote {out / RECORDS_FILE} ({n} records), {out / METRICS_FILE}, {out / 'config.yaml'}")

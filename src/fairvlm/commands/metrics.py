@@ -1,0 +1,96 @@
+"""``fairvlm metrics RECORDS``: recompute metrics from audit records, without the model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "records", metavar="RECORDS", help="records.parquet, a .jsonl file or an audit directory"
+    )
+    parser.add_argument("--out", metavar="PATH", help="write metrics.json here (atomically)")
+    parser.add_argument(
+        "--json", action="store_true", help="print the metrics JSON instead of the table"
+    )
+    parser.add_argument(
+        "--n-boot", type=int, default=1000, help="bootstrap replicates for CIs (0: none)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument(
+        "--min-group-size", type=int, default=10, help="flag groups smaller than this"
+    )
+    parser.add_argument(
+        "--k", type=int, default=None, help="K of Skew@K (default: half of each concept pool)"
+    )
+    parser.add_argument(
+        "--attributes",
+        default=None,
+        help="comma-separated attributes to audit (default: all attr.* columns)",
+    )
+    parser.add_argument("--model", default=None, help="model label written into metrics.json")
+    parser.add_argument("--data", default=None, help="data label written into metrics.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fairvlm.metrics import MetricsConfig, compute_metrics, read_records, write_metrics
+
+    cfg = MetricsConfig(
+        min_group_size=args.min_group_size,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        k=args.k,
+        attributes=[a.strip() for a in args.attributes.split(",") if a.strip()]
+        if args.attributes
+        else None,
+    )
+    records = read_records(args.records)
+    metrics = compute_metrics(records, model=args.model, data=args.data, config=cfg)
+    if args.out:
+        write_metrics(metrics, args.out)
+    if args.json:
+        json.dump(metrics, sys.stdout, indent=2)
+        print()
+    else:
+        print(format_table(metrics))
+        if args.out:
+            print(f"wrote {args.out}")
+    return 0
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def format_table(metrics: dict) -> str:
+    """One line per task and metric: overall [CI] and the attribute with the largest gap."""
+    lines = [f"{'task':<9} {'metric':<32} {'overall':>8} {'95% CI':>17}  largest gap"]
+    for task, entry in metrics["tasks"].items():
+        for name, m in entry["metrics"].items():
+            kind = m.get("kind")
+            if kind == "group":
+                ci = m.get("ci") or [None, None]
+                gaps = {
+                    a: r["gap"] for a, r in m["by_attribute"].items() if r.get("gap") is not None
+                }
+                worst = max(gaps, key=gaps.get) if gaps else None
+                gap = (
+                    f"{worst}: {gaps[worst]:.4f} {_ci(m['by_attribute'][worst]['gap_ci'])}"
+                    if worst
+                    else "-"
+                )
+                lines.append(f"{task:<9} {name:<32} {_fmt(m['overall']):>8} {_ci(ci):>17}  {gap}")
+            elif kind in ("ranking", "disparity"):
+                by = m.get("by_attribute") or {}
+                detail = ", ".join(f"{a}={_fmt(v)}" for a, v in by.items())
+                lines.append(f"{task:<9} {name:<32} {_fmt(m.get('overall')):>8} {'':>17}  {detail}")
+        for note in entry.get("notes", []):
+            lines.append(f"{task:<9} note: {note}")
+    return "\n".join(lines)
+
+
+def _ci(ci) -> str:
+    lo, hi = (ci or [None, None])[:2]
+    return "-" if lo is None or hi is None else f"[{lo:.3f}, {hi:.3f}]"

@@ -1,0 +1,52 @@
+"""``fairvlm run EXPERIMENT.yaml --out DIR``: data -> base model -> audits -> methods ->
+comparison table -> HTML report, each stage cached in its own folder (a rerun resumes)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``fairvlm run``."""
+    parser.add_argument("experiment", help="experiment YAML (see docs/experiments.md)")
+    parser.add_argument("--out", required=True, help="run folder (reuse it to resume)")
+    add_stage_flags(parser)
+
+
+def add_stage_flags(parser: argparse.ArgumentParser) -> None:
+    """``--only``, ``--force``, ``--quick`` (shared with ``fairvlm demo``)."""
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="STAGE",
+        help="run only the matching stages (an id such as clinical/train/lora, a glob, or "
+        "a part such as audit or lora); repeatable; their inputs must have run",
+    )
+    parser.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="rerun the matching stages (and those that depend on them) even if up to date",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="apply the experiment's quick: overrides"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the experiment; print the comparison table and the report's path."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from fairvlm.experiment import run_experiment
+
+    result = run_experiment(
+        args.experiment, args.out, only=args.only, force=args.force, quick=args.quick
+    )
+    print(
+        f"{len(result.ran)} stages ran, {len(result.cached)} up to date, "
+        f"{result.seconds:.1f}s; run folder: {result.out_dir}"
+    )
+    return 0

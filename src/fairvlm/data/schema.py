@@ -1,0 +1,72 @@
+"""The sample: one image, one prompt, an optional target and its sensitive attributes.
+
+This is the contract every part of fairvlm reads and writes. Attributes are a
+``dict[str, str | None]``: ``None`` means *unknown* and is never mapped to a class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from PIL import Image
+
+#: Task names known to the audit runner and the trainers.
+TASKS = ("vqa", "report", "probe", "describe", "concept")
+
+#: The value a dataset stores for an unknown attribute. ``None``, never a class.
+UNKNOWN = None
+
+
+@dataclass
+class Sample:
+    """One example.
+
+    Attributes:
+        id: unique within its dataset.
+        image: a PIL image, a path to an image file, or ``None`` for text-only prompts.
+        prompt: the user turn, without any chat template and without the image token.
+        target: the reference answer (training target, VQA label, reference report).
+        task: one of :data:`TASKS`.
+        attributes: sensitive attributes, e.g. ``{"sex": "female", "age_group": None}``.
+        options: candidate answers for closed questions (multiple choice, yes/no).
+        concept: the social concept of the sample (ASD, skew), e.g. ``"doctor"``.
+        counterfactual_set: the id of the counterfactual set the image belongs to.
+        split: ``train`` / ``finetune`` / ``test`` ...
+        meta: free-form extra fields (kept through storage as JSON).
+    """
+
+    id: str
+    image: Image.Image | str | None
+    prompt: str
+    target: str | None = None
+    task: str = "vqa"
+    attributes: dict[str, str | None] = field(default_factory=dict)
+    options: list[str] | None = None
+    concept: str | None = None
+    counterfactual_set: str | None = None
+    split: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def load_image(self) -> Image.Image | None:
+        """Return the image as an RGB PIL image (opening it if it is a path).
+
+        Raises:
+            DataError: the file is missing or unreadable; the message names the sample.
+        """
+        from fairvlm.errors import DataError
+
+        if self.image is None or isinstance(self.image, Image.Image):
+            return self.image.convert("RGB") if self.image is not None else None
+        try:
+            with Image.open(self.image) as img:
+                return img.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise DataError(
+                f"sample {self.id!r}: image={self.image!r} cannot be read ({exc}); "
+                "fix the path or remove the sample"
+            ) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (the image left as it is)."""
+        return asdict(self)

@@ -1,0 +1,440 @@
+"""The experiment YAML, as dataclasses, validated strictly before any work starts.
+
+An experiment is one or more *studies*; each study is one dataset, one base model, one
+audit and a list of methods compared on it::
+
+    name: demo
+    seed: 0
+    studies:
+      clinical:
+        data: {synth: clinical, overrides: {n_train: 600}}    # or {path: DIR}
+        model: {pretrain: {steps: 300}}                       # or {path: DIR_OR_HUB_ID}
+        audit: {tasks: [vqa, report], split: test, batch_size: 32}
+        train: {steps: 60, batch_size: 8}                     # defaults of every method
+        methods:
+          - lora
+          - method: fairllava
+            config: {train: {steps: 80}, method: {fairness_lambda: 1.0}}
+          - method: steering-contrastive
+            config: {build: {layers: [1]}, apply: {scale: 4.0}}
+          - fairllava+steering-contrastive                    # a composition
+        summary: {attributes: [skin_tone]}
+
+A single-study file may put ``data``/``model``/``audit``/``train``/``methods``/``summary``
+at the top level instead of under ``studies``. ``quick:`` holds overrides (same shape,
+merged over the file) applied by ``run_experiment(..., quick=True)``.
+
+Every error names the key path and its line (``demo.yaml:14: studies.clinical.methods[1]
+.method``). The method-specific parts (``config:``) are checked by the owning modules'
+own config dataclasses (``fairvlm.training``, ``fairvlm.mitigation.steering``, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fairvlm.errors import ConfigError
+from fairvlm.experiment.yamlpos import KeyPath, Marks, load_yaml_file, load_yaml_with_marks
+
+#: Fine-tuning methods (``fairvlm.training.train``) and the module that registers them.
+TRAIN_METHODS: dict[str, str] = {
+    "lora": "fairvlm.mitigation.baselines",
+    "reweight": "fairvlm.mitigation.baselines",
+    "resample": "fairvlm.mitigation.baselines",
+    "adversarial": "fairvlm.mitigation.baselines",
+    "fairllava": "fairvlm.mitigation.fairllava",
+    "naive": "fairvlm.mitigation.asd",
+    "asd": "fairvlm.mitigation.asd",
+    "asd-loss-only": "fairvlm.mitigation.asd",
+    "asd-sampling-only": "fairvlm.mitigation.asd",
+}
+#: Test-time steering methods -> the builder of ``fairvlm.mitigation.steering``.
+STEER_METHODS: dict[str, str] = {
+    "steering-contrastive": "contrastive",
+    "steering-gradient": "gradient",
+}
+KNOWN_METHODS = (*TRAIN_METHODS, *STEER_METHODS)
+#: The row of the un-mitigated base model in every comparison.
+BASE = "base"
+BENCHES = ("clinical", "social")
+_STUDY_KEYS = ("data", "model", "audit", "train", "methods", "summary")
+_TOP_KEYS = ("name", "seed", "threads", "studies", "quick", "report", *_STUDY_KEYS)
+
+
+@dataclass
+class DataSpec:
+    """Where a study's data comes from: ``synth`` (a built-in benchmark, with ``overrides``
+    of its generator config) or ``path`` (a dataset written by ``fairvlm data``)."""
+
+    synth: str | None = None
+    path: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelSpec:
+    """The base model: ``pretrain`` (a ``PretrainConfig`` mapping; trained on the study's
+    data) or ``path`` (a model directory or hub id). ``dtype``/``device`` as ``load_vlm``."""
+
+    pretrain: dict[str, Any] | None = None
+    path: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+
+
+@dataclass
+class AuditSpec:
+    """How every model of the study is audited (the same for all rows of the table).
+
+    ``tasks``: audit tasks (``None``: the ones the data has); ``split``; ``limit``: at most
+    this many samples; ``batch_size``; ``config``: further ``AuditConfig`` fields.
+    """
+
+    tasks: list[str] | None = None
+    split: str = "test"
+    limit: int | None = None
+    batch_size: int = 16
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodSpec:
+    """One row of the comparison: ``method`` (a name, or parts joined by ``+``), ``name``
+    (the row label, default the method), ``config`` (per-part options, see module doc)."""
+
+    method: str
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)
+    path: KeyPath = ()
+
+    @property
+    def parts(self) -> list[str]:
+        """The method names this row composes, in the order given."""
+        return self.method.split("+")
+
+    @property
+    def train_method(self) -> str | None:
+        """The fine-tuning part, if any."""
+        return next((p for p in self.parts if p in TRAIN_METHODS), None)
+
+    @property
+    def steer_method(self) -> str | None:
+        """The steering part, if any."""
+        return next((p for p in self.parts if p in STEER_METHODS), None)
+
+    def part_config(self, part: str) -> dict[str, Any]:
+        """The options of one part (``{train, method}`` or ``{build, apply}``)."""
+        if len(self.parts) == 1:
+            return self.config
+        return dict(self.config.get(part) or {})
+
+
+@dataclass
+class SummarySpec:
+    """What the comparison table shows: ``attributes`` for gap/ES columns (``None``: all
+    audited attributes), ``utility`` metrics as ``task.metric`` (``None``: the defaults)."""
+
+    attributes: list[str] | None = None
+    utility: list[str] | None = None
+
+
+@dataclass
+class StudySpec:
+    """One dataset, one base model, one audit, several methods."""
+
+    name: str
+    data: DataSpec
+    model: ModelSpec = field(default_factory=ModelSpec)
+    audit: AuditSpec = field(default_factory=AuditSpec)
+    train: dict[str, Any] = field(default_factory=dict)
+    methods: list[MethodSpec] = field(default_factory=list)
+    summary: SummarySpec = field(default_factory=SummarySpec)
+
+
+@dataclass
+class ReportSpec:
+    """The HTML report: ``samples_per_group`` outputs shown side by side per group."""
+
+    samples_per_group: int = 2
+
+
+@dataclass
+class ExperimentConfig:
+    """A validated experiment (see the module doc). ``raw`` is the merged YAML mapping."""
+
+    name: str
+    seed: int = 0
+    threads: int = 1
+    studies: dict[str, StudySpec] = field(default_factory=dict)
+    report: ReportSpec = field(default_factory=ReportSpec)
+    source: str = "<string>"
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+# -- small checkers ----------------------------------------------------------------------
+def _mapping(value: Any, path: KeyPath, marks: Marks, allowed: tuple[str, ...]) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise marks.error(path, f"expected a mapping with keys {list(allowed)}, got {value!r}")
+    for key in value:
+        if key not in allowed:
+            raise marks.error((*path, key), f"unknown key {key!r}: use one of {list(allowed)}")
+    return dict(value)
+
+
+def _int(value: Any, path: KeyPath, marks: Marks, what: str = "an integer") -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise marks.error(path, f"{value!r} is not {what}")
+
+
+def _positive(value: Any, path: KeyPath, marks: Marks) -> int | None:
+    _int(value, path, marks)
+    if value is not None and value < 1:
+        raise marks.error(path, f"{value!r} must be a positive integer")
+    return value
+
+
+def _str_list(value: Any, path: KeyPath, marks: Marks) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise marks.error(path, f"{value!r} is not a list of names")
+    return list(value)
+
+
+# -- sections ----------------------------------------------------------------------------
+def _data(raw: Any, path: KeyPath, marks: Marks, base_dir: Path) -> DataSpec:
+    d = _mapping(raw, path, marks, ("synth", "path", "overrides"))
+    if ("synth" in d) == ("path" in d):
+        raise marks.error(path, "give exactly one of synth: (clinical|social) or path: DIR")
+    spec = DataSpec(overrides=_any_mapping(d.get("overrides"), (*path, "overrides"), marks))
+    if "synth" in d:
+        if d["synth"] not in BENCHES:
+            raise marks.error((*path, "synth"), f"{d['synth']!r} is not a benchmark: use {BENCHES}")
+        spec.synth = d["synth"]
+        return spec
+    if d.get("overrides"):
+        raise marks.error((*path, "overrides"), "overrides apply to synth: data only")
+    p = Path(str(d["path"])).expanduser()
+    p = p if p.is_absolute() else (base_dir / p)
+    from fairvlm.data.storage import METADATA_FILE
+
+    if not p.is_dir():
+        raise marks.error((*path, "path"), f"{str(p)!r} does not exist: give a dataset folder")
+    if not (p / METADATA_FILE).is_file():
+        raise marks.error(
+            (*path, "path"),
+            f"{str(p)!r} has no {METADATA_FILE}: not a fairvlm dataset (write one with "
+            "`fairvlm data import` or `fairvlm data synth`)",
+        )
+    spec.path = str(p.resolve())
+    return spec
+
+
+def _model(raw: Any, path: KeyPath, marks: Marks, base_dir: Path) -> ModelSpec:
+    d = _mapping(raw, path, marks, ("pretrain", "path", "dtype", "device"))
+    if "pretrain" in d and "path" in d:
+        raise marks.error(path, "give one of pretrain: {...} or path: MODEL, not both")
+    spec = ModelSpec(dtype=d.get("dtype"), device=d.get("device"))
+    if "path" in d:
+        src = str(d["path"])
+        local = Path(src).expanduser()
+        local = local if local.is_absolute() else base_dir / local
+        if local.exists():
+            spec.path = str(local.resolve())
+        elif src.count("/") == 1 and not src.startswith((".", "/", "~")):
+            spec.path = src  # a hub id; load_vlm says whether it can be fetched
+        else:
+            raise marks.error((*path, "path"), f"{src!r} does not exist: give a model folder")
+        return spec
+    pretrain = d.get("pretrain")
+    if pretrain is not None and not isinstance(pretrain, Mapping):
+        raise marks.error((*path, "pretrain"), "expected a mapping of PretrainConfig fields")
+    spec.pretrain = dict(pretrain or {})  # its fields are checked by PretrainConfig (hooks)
+    return spec
+
+
+def _audit(raw: Any, path: KeyPath, marks: Marks) -> AuditSpec:
+    d = _mapping(raw, path, marks, ("tasks", "split", "limit", "batch_size", "config"))
+    from fairvlm.data.schema import TASKS
+
+    tasks = _str_list(d.get("tasks"), (*path, "tasks"), marks)
+    for i, task in enumerate(tasks or []):
+        if task not in TASKS:
+            raise marks.error((*path, "tasks", i), f"{task!r} is not a task: use {TASKS}")
+    return AuditSpec(
+        tasks=tasks,
+        split=str(d.get("split", "test")),
+        limit=_positive(d.get("limit"), (*path, "limit"), marks),
+        batch_size=_positive(d.get("batch_size", 16), (*path, "batch_size"), marks) or 16,
+        config=_any_mapping(d.get("config"), (*path, "config"), marks),
+    )
+
+
+def _any_mapping(value: Any, path: KeyPath, marks: Marks) -> dict[str, Any]:
+    """A mapping whose keys another module's config class checks (see ``hooks``)."""
+    if value is not None and not isinstance(value, Mapping):
+        raise marks.error(path, f"expected a mapping, got {value!r}")
+    return dict(value or {})
+
+
+def _methods(raw: Any, path: KeyPath, marks: Marks) -> list[MethodSpec]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise marks.error(path, "expected a list of methods (names or {method:, name:, config:})")
+    out: list[MethodSpec] = []
+    for i, item in enumerate(raw):
+        here = (*path, i)
+        if isinstance(item, str):
+            item = {"method": item}
+        d = _mapping(item, here, marks, ("method", "name", "config"))
+        if not isinstance(d.get("method"), str):
+            raise marks.error(here, "each entry needs method: NAME")
+        name = d.get("name", d["method"])
+        spec = MethodSpec(d["method"], str(name), dict(d.get("config") or {}), here)
+        _check_parts(spec, marks)
+        if spec.name == BASE or any(m.name == spec.name for m in out):
+            raise marks.error(
+                (*here, "name" if "name" in d else "method"),
+                f"row name {spec.name!r} is taken: give this entry its own name:",
+            )
+        out.append(spec)
+    # a composition's part without options takes those of that method's own row
+    single = {m.method: m.config for m in out if len(m.parts) == 1}
+    for spec in out:
+        if len(spec.parts) > 1:
+            for part in spec.parts:
+                if part not in spec.config and part in single:
+                    spec.config[part] = copy.deepcopy(single[part])
+    return out
+
+
+def _check_parts(spec: MethodSpec, marks: Marks) -> None:
+    here = (*spec.path, "method")
+    parts = spec.parts
+    for part in parts:
+        if part not in KNOWN_METHODS:
+            raise marks.error(
+                here, f"{part!r} is not a method: use one of {list(KNOWN_METHODS)} or A+B"
+            )
+    if (
+        len(set(parts)) != len(parts)
+        or sum(p in TRAIN_METHODS for p in parts) > 1
+        or sum(p in STEER_METHODS for p in parts) > 1
+    ):
+        raise marks.error(
+            here,
+            f"{spec.method!r}: compose at most one fine-tuning method "
+            "and one steering method, e.g. fairllava+steering-contrastive",
+        )
+    allowed = (
+        tuple(parts)
+        if len(parts) > 1
+        else (("train", "method") if parts[0] in TRAIN_METHODS else ("build", "apply"))
+    )
+    _mapping(spec.config, (*spec.path, "config"), marks, allowed)
+
+
+# -- the whole file ----------------------------------------------------------------------
+def _merge(base: Any, over: Any) -> Any:
+    """``over`` merged into ``base``: mappings recursively, everything else replaced."""
+    if isinstance(base, Mapping) and isinstance(over, Mapping):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = _merge(base.get(key), value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(over)
+
+
+def _study(name: str, raw: Any, path: KeyPath, marks: Marks, base_dir: Path) -> StudySpec:
+    d = _mapping(raw, path, marks, _STUDY_KEYS)
+    if "data" not in d:
+        raise marks.error(path, "a study needs data: {synth: ...} or {path: ...}")
+    summary = _mapping(d.get("summary"), (*path, "summary"), marks, ("attributes", "utility"))
+    study = StudySpec(
+        name=name,
+        data=_data(d["data"], (*path, "data"), marks, base_dir),
+        model=_model(d.get("model"), (*path, "model"), marks, base_dir),
+        audit=_audit(d.get("audit"), (*path, "audit"), marks),
+        train=_any_mapping(d.get("train"), (*path, "train"), marks),
+        methods=_methods(d.get("methods"), (*path, "methods"), marks),
+        summary=SummarySpec(
+            _str_list(summary.get("attributes"), (*path, "summary", "attributes"), marks),
+            _str_list(summary.get("utility"), (*path, "summary", "utility"), marks),
+        ),
+    )
+    return study
+
+
+def parse_experiment(
+    data: Any, marks: Marks, base_dir: str | Path = ".", quick: bool = False
+) -> ExperimentConfig:
+    """Validate a loaded YAML mapping (with its marks) into an :class:`ExperimentConfig`."""
+    base = Path(base_dir)
+    d = _mapping(data, (), marks, _TOP_KEYS)
+    if quick:
+        if "quick" not in d:
+            raise marks.error((), "quick=True but this experiment has no quick: section")
+        _mapping(d["quick"], ("quick",), marks, tuple(k for k in _TOP_KEYS if k != "quick"))
+        # an overridden key is reported at its line in quick:
+        for path, line in list(marks.sub(("quick",))):
+            marks.lines[path[1:]] = line
+        d = _merge({k: v for k, v in d.items() if k != "quick"}, d["quick"])
+    d.pop("quick", None)
+    seed = _int(d.get("seed", 0), ("seed",), marks, "an integer seed") or 0
+    threads = _positive(d.get("threads", 1), ("threads",), marks) or 1
+    rep = _mapping(d.get("report"), ("report",), marks, ("samples_per_group",))
+    per_group = _positive(rep.get("samples_per_group", 2), ("report", "samples_per_group"), marks)
+    report = ReportSpec(per_group or 2)
+    flat = [k for k in _STUDY_KEYS if k in d]
+    name = str(d.get("name") or Path(marks.source).stem or "experiment")
+    if flat and "studies" in d:
+        raise marks.error((flat[0],), "put study keys under studies: NAME: when studies: is used")
+    if flat:  # a single-study file: errors keep the paths as written (no studies.NAME.)
+        where = {name: ()}
+        raw_studies = {name: {k: d[k] for k in flat}}
+    else:
+        raw_studies = d.get("studies")
+        if not isinstance(raw_studies, Mapping) or not raw_studies:
+            raise marks.error(("studies",), "name at least one study: studies: {NAME: {data: ...}}")
+        where = {str(k): ("studies", k) for k in raw_studies}
+    studies = {}
+    for sname, sraw in raw_studies.items():
+        if not str(sname).replace("-", "").replace("_", "").isalnum():
+            raise marks.error(("studies", sname), "study names are letters, digits, - and _")
+        studies[str(sname)] = _study(str(sname), sraw, where[str(sname)], marks, base)
+    # the structure is sound everywhere; now each module checks its own options
+    from fairvlm.experiment.hooks import validate_study
+
+    for sname, study in studies.items():
+        validate_study(study, where[sname], marks)
+    return ExperimentConfig(name, seed, threads, studies, report, marks.source, d)
+
+
+def load_experiment(
+    path: str | Path | None = None, *, text: str | None = None, quick: bool = False
+) -> ExperimentConfig:
+    """Read and validate an experiment YAML (a file, or ``text``).
+
+    Raises:
+        ConfigError: an unknown key, an unknown method, a missing data path, a bad value
+            of a method's config...: the message names the key path and its line.
+    """
+    if text is not None:
+        data, marks = load_yaml_with_marks(text, str(path or "<string>"))
+        base_dir = Path(path).parent if path else Path.cwd()
+    elif path is not None:
+        data, marks = load_yaml_file(path)
+        base_dir = Path(path).resolve().parent
+    else:
+        raise ConfigError("load_experiment needs a path or text")
+    return parse_experiment(data, marks, base_dir, quick=quick)

@@ -1,0 +1,174 @@
+"""``run_experiment``: validate, plan, run the stages (cached), summarise, report.
+
+Run folder::
+
+    OUT/experiment.yaml     the experiment as run (quick overrides merged)
+    OUT/<study>/...         one folder per stage (see ``fairvlm.experiment.plan``)
+    OUT/summary.json        the comparison tables (see ``fairvlm.experiment.summary``)
+    OUT/report.html         the self-contained report
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from fairvlm.experiment.config import ExperimentConfig, load_experiment
+from fairvlm.experiment.plan import StudyPlan, plan_experiment
+from fairvlm.experiment.stages import Stage, StageGraph, StageResult, write_json
+from fairvlm.experiment.summary import format_table, study_summary
+
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.html"
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_experiment` did: the folder, each stage's fate, the summary."""
+
+    out_dir: Path
+    stages: list[StageResult] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    report: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def ran(self) -> list[str]:
+        """Ids of the stages that ran (not cached)."""
+        return [r.stage.id for r in self.stages if r.status == "ran"]
+
+    @property
+    def cached(self) -> list[str]:
+        """Ids of the stages found up to date."""
+        return [r.stage.id for r in self.stages if r.status == "cached"]
+
+
+class StageProgress:
+    """The stage display: one line per stage with its index, status and time."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self.start = time.perf_counter()
+
+    def __call__(self, i: int, n: int, stage: Stage, status: str, seconds: float) -> None:
+        total = time.perf_counter() - self.start
+        if status == "running":
+            msg = f"[{i:>2}/{n}] {stage.id:<40} running ...    (elapsed {total:6.1f}s)"
+        elif status == "cached":
+            msg = f"[{i:>2}/{n}] {stage.id:<40} cached (up to date)"
+        else:
+            msg = f"[{i:>2}/{n}] {stage.id:<40} done in {seconds:6.1f}s (elapsed {total:6.1f}s)"
+        print(msg, file=self.stream, flush=True)
+
+
+def _rows(run_dir: Path, graph: StageGraph, sp: StudyPlan) -> list[dict[str, Any]]:
+    rows = []
+    for row in sp.rows:
+        if not graph.is_done(row.audit):
+            continue  # not run yet (--only): left out of the table
+        metrics = json.loads((graph.folder(row.audit) / "metrics.json").read_text())
+        rows.append(
+            {
+                "method": row.method,
+                "audit": graph.stages[row.audit].folder,
+                "train": graph.stages[row.train].folder if row.train else None,
+                "steer": graph.stages[row.steer].folder if row.steer else None,
+                "metrics": metrics,
+            }
+        )
+    return rows
+
+
+def summarize(
+    cfg: ExperimentConfig, run_dir: Path, graph: StageGraph, plans: Sequence[StudyPlan]
+) -> dict[str, Any]:
+    """summary.json's content from the finished audits of every study."""
+    from fairvlm import __version__
+
+    studies = []
+    for sp in plans:
+        rows = _rows(run_dir, graph, sp)
+        if not rows:
+            continue
+        data = sp.data_dir(run_dir)
+        try:
+            data_rel = str(data.relative_to(run_dir))
+        except ValueError:
+            data_rel = str(data)
+        studies.append(
+            study_summary(
+                sp.study.name,
+                rows[0]["metrics"],
+                rows,
+                attributes=sp.study.summary.attributes,
+                utility=sp.study.summary.utility,
+                extra={"data": data_rel, "split": sp.study.audit.split},
+            )
+        )
+    return {
+        "experiment": cfg.name,
+        "seed": cfg.seed,
+        "version": __version__,
+        "samples_per_group": cfg.report.samples_per_group,
+        "studies": studies,
+    }
+
+
+def run_experiment(
+    yaml_path: str | Path,
+    out_dir: str | Path,
+    only: Sequence[str] | None = None,
+    force: Sequence[str] = (),
+    quick: bool = False,
+    *,
+    progress: Callable[[int, int, Stage, str, float], None] | None = None,
+    report: bool = True,
+    echo: bool = True,
+) -> RunResult:
+    """Run an experiment YAML into ``out_dir``; stages already done are skipped.
+
+    Args:
+        yaml_path: the experiment file (see ``fairvlm.experiment.config``).
+        out_dir: the run folder (created; reusing it resumes).
+        only: run just the stages matching these patterns (ids, globs or id parts).
+        force: rerun the matching stages (and what depends on them) even when done.
+        quick: apply the file's ``quick:`` overrides.
+        progress: stage callback (default: one printed line per stage).
+        report: write ``report.html``. ``echo``: print the comparison table.
+
+    Raises:
+        ConfigError: a bad experiment file or stage pattern, before any work starts.
+    """
+    import torch
+    import yaml
+
+    start = time.perf_counter()
+    cfg = load_experiment(yaml_path, quick=quick)
+    run_dir = Path(out_dir).resolve()
+    plans = plan_experiment(cfg, run_dir)
+    graph = StageGraph(run_dir, [st for sp in plans for st in sp.stages])
+    graph.plan(only, force)  # bad patterns or missing inputs: fail before any work
+    torch.set_num_threads(cfg.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / ".experiment.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
+    tmp.replace(run_dir / "experiment.yaml")
+    results = graph.run(only, force, progress=progress or StageProgress())
+    summary = summarize(cfg, run_dir, graph, plans)
+    write_json(run_dir / SUMMARY_FILE, summary)
+    result = RunResult(run_dir, results, summary)
+    if echo:
+        print("\n" + format_table(summary))
+    if report and summary["studies"]:
+        from fairvlm.report import write_report
+
+        result.report = write_report(run_dir, run_dir / REPORT_FILE)
+        if echo:
+            print(f"\nreport: {result.report}")
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,40 @@
+"""Registers ``fairllava`` with the training method registry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fairvlm.mitigation.fairllava.config import FairLLaVAConfig
+from fairvlm.mitigation.fairllava.loss import FairLLaVATerm
+from fairvlm.training.dataset import AttributeSpace
+from fairvlm.training.methods import Method, MethodContext, MethodSetup, ProbeSpec, register_method
+
+
+def _parse(options: Mapping[str, Any]) -> FairLLaVAConfig:
+    return FairLLaVAConfig.from_dict(options)
+
+
+def _check(config: FairLLaVAConfig, samples: list[Any]) -> None:
+    config.check_data(samples, AttributeSpace.from_samples(samples, []).labels)
+
+
+def _build(ctx: MethodContext) -> MethodSetup:
+    cfg: FairLLaVAConfig = ctx.config
+    term = FairLLaVATerm(cfg, ctx.space, ctx.adapter.hidden_size)
+    probe = ProbeSpec(
+        cfg.depth, cfg.tokens, cfg.pooling, cfg.normalise, cfg.attributes, heads=term.heads
+    )
+    return MethodSetup(terms=[term], lm_weight=cfg.w_ce, probe=probe)
+
+
+FAIRLLAVA = register_method(
+    Method(
+        "fairllava",
+        "FairLLaVA: LoRA + CLUB mutual-information penalty on one layer",
+        _parse,
+        _build,
+        _check,
+        lambda c: c.attributes,
+    )
+)

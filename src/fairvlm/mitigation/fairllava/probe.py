@@ -1,0 +1,167 @@
+"""The diagnostic the CLUB estimate needs: a fresh linear probe on the regularised layer.
+
+After training, z is read (same layer, tokens, pooling and normalisation as training) on
+held-out samples; for each attribute a new ``sklearn`` logistic regression is fitted on
+one half and scored on the other. A CLUB estimate near zero while the probe decodes the
+attribute far above chance means the backbone fooled its head instead of removing the
+information: the report then says "the estimator is being fooled".
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fairvlm.mitigation.fairllava.club import club_mi
+from fairvlm.mitigation.fairllava.representation import LayerReader
+from fairvlm.training.dataset import AttributeSpace
+
+#: The warning printed and stored when the estimate and the probe disagree.
+FOOLED = "the estimator is being fooled"
+
+
+@dataclass
+class ProbeResult:
+    """One attribute's diagnosis.
+
+    Attributes:
+        accuracy, balanced_accuracy: of the fresh probe on the scored half.
+        chance: the majority-class rate of the scored half; ``chance_balanced`` = 1 / K.
+        club_mi: the CLUB estimate of the trained head on all held-out z (``None`` when
+            the method has no head for this attribute).
+        n_fit, n_score: samples the probe was fitted and scored on.
+        fooled: the estimate is near 0 but the probe is far above chance.
+    """
+
+    attribute: str
+    accuracy: float
+    balanced_accuracy: float
+    chance: float
+    chance_balanced: float
+    club_mi: float | None
+    n_fit: int
+    n_score: int
+    fooled: bool
+    pooling: str
+
+
+@torch.no_grad()
+def collect(
+    adapter: Any, reader: LayerReader, samples: Sequence[Any], batch_size: int = 16, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(z [N, H], valid [N])`` on ``samples`` (eval mode, seeded token draws)."""
+    model = adapter.model
+    was_training = model.training
+    model.eval()
+    zs, valids = [], []
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for start in range(0, len(samples), batch_size):
+                batch = adapter.collate(samples[start : start + batch_size])
+                reader.prepare(batch)
+                adapter.forward_batch(batch)
+                z, valid = reader.read()
+                zs.append(z.cpu().numpy())
+                valids.append(valid.cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(zs), np.concatenate(valids)
+
+
+def fit_probe(z: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float, float, int, int]:
+    """``(accuracy, balanced accuracy, chance, n_fit, n_score)`` of a fresh logistic
+    regression fitted on a stratified half of ``(z, y)`` and scored on the other half."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    z_fit, z_score, y_fit, y_score = train_test_split(
+        z, y, test_size=0.5, random_state=seed, stratify=stratify
+    )
+    if len(np.unique(y_fit)) < 2:
+        pred = np.full_like(y_score, y_fit[0])
+    else:
+        clf = LogisticRegression(max_iter=2000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(z_fit, y_fit)
+        pred = clf.predict(z_score)
+    chance = float(np.bincount(y_score).max() / len(y_score))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bal = float(balanced_accuracy_score(y_score, pred))
+    return float((pred == y_score).mean()), bal, chance, len(y_fit), len(y_score)
+
+
+def run_probe(
+    adapter: Any,
+    reader: LayerReader,
+    samples: Sequence[Any],
+    space: AttributeSpace,
+    attributes: Sequence[str],
+    heads: Mapping[str, torch.nn.Module] | None = None,
+    *,
+    labels: Sequence[str] = (),
+    seed: int = 0,
+    batch_size: int = 16,
+    mi_tol: float = 0.05,
+    margin: float = 0.2,
+) -> list[ProbeResult]:
+    """Probe every attribute on held-out ``samples``; warn when the estimator is fooled.
+
+    ``fooled`` = ``|club_mi| < mi_tol`` (nats) and balanced probe accuracy above
+    ``1/K + margin``. Attributes with fewer than 2 known values in ``samples`` are skipped.
+    """
+    z, valid = collect(adapter, reader, list(samples), batch_size=batch_size, seed=seed)
+    attrs, label_idx = AttributeSpace(
+        values={a: space.values[a] for a in attributes}, labels=list(labels)
+    ).encode(list(samples))
+    results = []
+    for j, name in enumerate(attributes):
+        keep = valid & (attrs[:, j] >= 0)
+        y = attrs[keep, j]
+        if len(np.unique(y)) < 2 or keep.sum() < 4:
+            continue
+        acc, bal, chance, n_fit, n_score = fit_probe(z[keep], y, seed)
+        mi = None
+        if heads is not None and name in heads:
+            head = heads[name]
+            device = next(head.parameters()).device
+            zt = torch.as_tensor(z[keep], device=device)
+            lab = (
+                torch.as_tensor(label_idx[keep], device=device)
+                if getattr(head, "n_labels", 1) > 1
+                else None
+            )
+            with torch.no_grad():
+                mi = float(
+                    club_mi(
+                        head(zt, lab) if lab is not None else head(zt),
+                        torch.as_tensor(y, device=device),
+                        lab,
+                    )
+                )
+        k = len(space.values[name])
+        fooled = mi is not None and abs(mi) < mi_tol and bal > 1.0 / k + margin
+        if fooled:
+            warnings.warn(
+                f"{name}: CLUB estimate {mi:.3f} nats but a fresh probe decodes it at {bal:.0%} "
+                f"balanced accuracy (chance {1 / k:.0%}): {FOOLED}",
+                stacklevel=2,
+            )
+        results.append(
+            ProbeResult(name, acc, bal, chance, 1.0 / k, mi, n_fit, n_score, fooled, reader.pooling)
+        )
+    return results
+
+
+def results_to_dict(results: Sequence[ProbeResult]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in results]

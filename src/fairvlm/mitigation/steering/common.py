@@ -1,0 +1,92 @@
+"""Helpers shared by the steering builders: config (de)serialisation and sample loading."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fairvlm.data.schema import Sample
+from fairvlm.errors import DataError, bad_value
+
+
+class ConfigMixin:
+    """``from_dict`` (unknown keys are an error naming the fields) and ``to_dict``."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Any:
+        data = dict(data or {})
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise bad_value(
+                unknown[0], data[unknown[0]], f"not a {cls.__name__} field; use {names}"
+            )
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_positive_int(name: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not is_int(value) or value < 1:
+        raise bad_value(name, value, "use a positive integer" + (" or null" if optional else ""))
+
+
+def check_layers_field(value: Any) -> list[int] | None:
+    """A config's ``layers``: ``None`` (the middle layer), ints, or ``"1,2"``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = [int(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise bad_value("layers", value, "give integer layer indices, e.g. [4, 8]") from None
+    if is_int(value):
+        value = [value]
+    if not isinstance(value, list | tuple) or not value or not all(is_int(v) for v in value):
+        raise bad_value("layers", value, "give a non-empty list of integer layer indices, or null")
+    return list(value)
+
+
+def load_samples_of(data: Any, split: str) -> tuple[list[Sample], str]:
+    """The samples of ``split`` from a dataset folder, a ``DatasetDict`` or a sequence of
+    samples (taken as they are), and a label of the data for the vector's metadata."""
+    from fairvlm.data.storage import load_samples, samples_from_dataset
+
+    if isinstance(data, str | Path):
+        if not Path(data).exists():
+            raise bad_value("data", str(data), "give an existing dataset folder", DataError)
+        return load_samples(data, split), str(data)
+    if hasattr(data, "keys") and hasattr(data, "column_names"):
+        if split not in data:
+            raise bad_value("split", split, f"choose one of {sorted(data)}", DataError)
+        return samples_from_dataset(data[split]), "<datasets.DatasetDict>"
+    samples = list(data)
+    bad = [type(s).__name__ for s in samples if not isinstance(s, Sample)]
+    if bad:
+        raise bad_value(
+            "data", bad[0], "give a dataset folder, a DatasetDict or Samples", DataError
+        )
+    return samples, "<samples>"
+
+
+def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def vector_origin(adapter: Any) -> dict[str, Any]:
+    """The ``SteeringVector`` fields that name the model a vector is built on."""
+    return {
+        "hidden_size": int(adapter.hidden_size),
+        "num_layers": int(adapter.num_layers),
+        "family": getattr(adapter, "family", None),
+        "model_name": str(getattr(adapter, "name_or_path", "") or "") or None,
+    }

@@ -1,0 +1,333 @@
+"""One small interface over the supported VLM families (see :mod:`fairvlm.models.families`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fairvlm.data.schema import Sample
+from fairvlm.errors import DataError, bad_value
+from fairvlm.models.families import get_family, resolve_attr
+from fairvlm.models.scoring import OptionScores, answer_logprobs, normalise_options
+
+# Fill values of sequence-aligned tensors: for appended answer tokens and for padding.
+# PaliGemma's token_type_ids mark the suffix (answer) with 1, the prefix with 0.
+_ANSWER_FILL = {"attention_mask": 1, "token_type_ids": 1}
+_PAD_FILL = {"labels": -100}
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class VLMAdapter:
+    """A VLM (model + processor) of a supported family behind one interface.
+
+    Attributes:
+        model: the ``transformers`` model (a ``peft.PeftModel`` when an adapter is loaded).
+        processor: the family's processor; its tokenizer pads on the left.
+        family: the fairvlm family name; ``name_or_path``: where it was loaded from.
+    """
+
+    def __init__(self, model: Any, processor: Any, family: str, name_or_path: str = "") -> None:
+        self.model = model
+        self.processor = processor
+        self.spec = get_family(family)
+        self.family = self.spec.name
+        self.name_or_path = name_or_path
+        self.tokenizer = processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        end = self.spec.end_token or self.tokenizer.eos_token
+        self.end_token = end
+        self.end_token_ids = sorted({self.tokenizer.convert_tokens_to_ids(end)})
+
+    # -- structure -----------------------------------------------------------------
+    @property
+    def base_model(self) -> Any:
+        """The underlying ``transformers`` model (through a PEFT wrapper if any)."""
+        get_base = getattr(self.model, "get_base_model", None)
+        return get_base() if callable(get_base) else self.model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base_model.dtype
+
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        """The text decoder's transformer blocks (forward hooks there see a Tensor)."""
+        return self.base_model.get_decoder().layers
+
+    @property
+    def vision_module(self) -> nn.Module:
+        return self.base_model.get_encoder(modality="image")
+
+    @property
+    def projector(self) -> nn.Module:
+        return resolve_attr(self.base_model.model, self.spec.projector_attr)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.base_model.config.get_text_config().hidden_size)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.decoder_layers)
+
+    @property
+    def image_token_id(self) -> int:
+        """The id of the placeholder token that image features replace."""
+        token_id = getattr(self.processor, "image_token_id", None)
+        if token_id is None:
+            token_id = self.tokenizer.convert_tokens_to_ids(self.processor.image_token)
+        return int(token_id)
+
+    # -- prompts -------------------------------------------------------------------
+    def _messages(self, prompt: str, target: str | None = None) -> list[dict[str, Any]]:
+        content = [{"type": "image"}, {"type": "text", "text": prompt}]
+        messages = [{"role": "user", "content": content}]
+        if target is not None:
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": target}]})
+        return messages
+
+    def build_prompt(self, sample: Sample, with_target: bool = False) -> str:
+        """The prompt text in the model's own format: one image, one user turn.
+
+        With ``with_target`` the assistant answer (``sample.target``) follows. PaliGemma
+        has no chat template: its processor adds the image tokens, bos and newline
+        around the prompt itself, and the answer is the suffix.
+        """
+        target = self._target(sample) if with_target else None
+        if not self.spec.chat:
+            prefix = f"{self.processor.image_token}{sample.prompt}"
+            return prefix if target is None else f"{prefix}\n{target}"
+        return self.processor.apply_chat_template(
+            self._messages(sample.prompt, target),
+            add_generation_prompt=target is None,
+            tokenize=False,
+        )
+
+    @staticmethod
+    def _target(sample: Sample) -> str:
+        if sample.target is None:
+            raise DataError(f"sample {sample.id!r} has no target; training needs one")
+        return sample.target
+
+    def _answer_text(self, sample: Sample, prompt: str, answer: str, with_end: bool) -> str:
+        """The text the template puts after the generation prompt for ``answer``."""
+        tail = answer
+        if self.spec.chat:
+            full = self.processor.apply_chat_template(
+                self._messages(sample.prompt, answer), add_generation_prompt=False, tokenize=False
+            )
+            if full.startswith(prompt):
+                tail = full[len(prompt) :]
+        cut = tail.find(answer)
+        if not with_end:
+            return tail[: cut + len(answer)] if cut >= 0 else answer
+        if self.end_token not in tail[max(cut, 0) + len(answer) :]:
+            tail += self.end_token  # templates without an end token: the model must learn to stop
+        return tail
+
+    def _answer_ids(self, prompt: str, answer_text: str) -> list[int]:
+        """Token ids of ``answer_text`` as tokenized in context after ``prompt``."""
+        tok = self.tokenizer
+        if not self.spec.chat:
+            prompt = prompt + "\n"  # PaliGemma's processor ends the prefix with a newline
+        head = tok(prompt, add_special_tokens=False)["input_ids"]
+        full = tok(prompt + answer_text, add_special_tokens=False)["input_ids"]
+        if full[: len(head)] == head and len(full) > len(head):
+            return full[len(head) :]
+        return tok(answer_text, add_special_tokens=False)["input_ids"]
+
+    # -- batches -------------------------------------------------------------------
+    def _images(self, samples: Sequence[Sample]) -> list[Any]:
+        images = []
+        for s in samples:
+            if s.image is None:
+                raise DataError(
+                    f"sample {s.id!r} has no image; every fairvlm prompt is an image prompt: "
+                    "give the sample an image or drop it"
+                )
+            images.append(s.load_image())
+        return [[im] for im in images] if self.spec.nested_images else images
+
+    def collate(self, samples: Sequence[Sample], with_target: bool = False) -> Any:
+        """A left-padded batch on the model device.
+
+        With ``with_target``, the answer (``sample.target``) and the end-of-turn token
+        follow each prompt and ``labels`` is ``-100`` everywhere but those tokens.
+
+        Raises:
+            DataError: a sample has no image, an unreadable image or (for training) no target.
+        """
+        answers = [self._target(s) for s in samples] if with_target else None
+        return self._encode(samples, answers, with_end=True)
+
+    def _encode(
+        self, samples: Sequence[Sample], answers: Sequence[str] | None, with_end: bool
+    ) -> Any:
+        if not samples:
+            raise bad_value("samples", [], "give at least one sample")
+        images = self._images(samples)
+        prompts = [self.build_prompt(s) for s in samples]
+        batch = self.processor(text=prompts, images=images, padding=True, return_tensors="pt")
+        batch.pop("labels", None)  # PaliGemma's processor labels the whole prompt: not ours
+        if answers is not None:
+            answer_ids = [
+                self._answer_ids(p, self._answer_text(s, p, a, with_end))
+                for s, p, a in zip(samples, prompts, answers, strict=True)
+            ]
+            self._append_answers(batch, answer_ids)
+        return batch.to(self.device).to(self.dtype)
+
+    def _append_answers(self, batch: Any, answer_ids: list[list[int]]) -> None:
+        """Append answer tokens to each (left-padded) prompt, add labels, re-pad left."""
+        ids = batch["input_ids"]
+        keys = [k for k, v in batch.items() if isinstance(v, torch.Tensor) and v.shape == ids.shape]
+        keep = batch["attention_mask"].bool()
+        rows: dict[str, list[torch.Tensor]] = {k: [] for k in [*keys, "labels"]}
+        for i, ans in enumerate(answer_ids):
+            n_prompt = int(keep[i].sum())
+            ans_t = torch.tensor(ans, dtype=ids.dtype)
+            for k in keys:
+                fill = ans_t if k == "input_ids" else torch.full_like(ans_t, _ANSWER_FILL.get(k, 0))
+                rows[k].append(torch.cat([batch[k][i][keep[i]], fill.to(batch[k].dtype)]))
+            rows["labels"].append(
+                torch.cat([torch.full((n_prompt,), -100, dtype=ids.dtype), ans_t])
+            )
+        width = max(len(r) for r in rows["labels"])
+        pad_id = self.tokenizer.pad_token_id
+        for k, seqs in rows.items():
+            value = pad_id if k == "input_ids" else _PAD_FILL.get(k, 0)
+            out = torch.full((len(seqs), width), value, dtype=seqs[0].dtype)
+            for i, s in enumerate(seqs):
+                out[i, width - len(s) :] = s
+            batch[k] = out
+
+    def image_token_mask(self, batch: Any) -> torch.Tensor:
+        """``[B, T]`` bool, True where the image features enter the sequence."""
+        return batch["input_ids"] == self.image_token_id
+
+    def image_tokens_per_image(self, width: int = 64, height: int = 64) -> int:
+        """How many image tokens the processor inserts for one image of this size."""
+        from PIL import Image
+
+        probe = Sample(id="probe", image=Image.new("RGB", (width, height), "gray"), prompt="?")
+        enc = self.processor(
+            text=[self.build_prompt(probe)], images=self._images([probe]), return_tensors="pt"
+        )
+        return int((enc["input_ids"] == self.image_token_id).sum())
+
+    # -- inference -----------------------------------------------------------------
+    def forward_batch(self, batch: Any) -> Any:
+        """``model(**batch)`` without ``labels`` (no loss computed)."""
+        return self.model(**{k: v for k, v in batch.items() if k != "labels"})
+
+    def generate(
+        self,
+        samples: Sequence[Sample],
+        *,
+        max_new_tokens: int = 32,
+        batch_size: int = 8,
+        progress: bool = False,
+        **generate_kwargs: Any,
+    ) -> list[str]:
+        """Answer each sample (greedy unless ``generate_kwargs`` say otherwise)."""
+        from tqdm.auto import tqdm
+
+        kwargs = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": False,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.end_token_ids,
+        }
+        kwargs.update(generate_kwargs)
+        texts: list[str] = []
+        chunks = list(_chunks(list(samples), batch_size))
+        for chunk in tqdm(chunks, desc="generate", disable=not progress):
+            batch = self.collate(chunk)
+            with torch.inference_mode():
+                out = self.model.generate(**batch, **kwargs)
+            new = out[:, batch["input_ids"].shape[1] :]
+            decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            texts.extend(t.strip() for t in decoded)
+        return texts
+
+    def score_options(
+        self,
+        samples: Sequence[Sample],
+        options: Sequence[str] | Sequence[Sequence[str]],
+        *,
+        batch_size: int = 8,
+    ) -> OptionScores:
+        """log P(option | prompt) of each candidate answer, as the assistant's answer.
+
+        Only the option's tokens are scored (not the end-of-turn token), so that an
+        option that is a prefix of another is not penalised for what follows.
+        ``options`` is one list shared by all samples or one list per sample (ragged
+        lists leave NaN / 0 in the unused cells). ``batch_size`` counts
+        (sample, option) pairs per forward pass.
+        """
+        samples = list(samples)
+        per_sample = normalise_options(options, len(samples))
+        k_max = max((len(o) for o in per_sample), default=len(options))
+        shape = (len(samples), k_max)
+        sums, counts = np.full(shape, np.nan), np.zeros(shape, dtype=np.int64)
+        pairs = [(i, k, s, o) for i, s in enumerate(samples) for k, o in enumerate(per_sample[i])]
+        for chunk in _chunks(pairs, batch_size):
+            batch = self._encode([p[2] for p in chunk], [p[3] for p in chunk], with_end=False)
+            labels = batch.pop("labels")
+            keep = int((labels != -100).sum(dim=1).max()) + 1
+            with torch.inference_mode():
+                logits = self.model(**batch, logits_to_keep=keep).logits
+            total, n = answer_logprobs(logits, labels)
+            for (i, k, _, _), t, c in zip(chunk, total.tolist(), n.tolist(), strict=True):
+                sums[i, k], counts[i, k] = t, c
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return OptionScores(sum_logprob=sums, mean_logprob=means, n_tokens=counts)
+
+    # -- persistence ---------------------------------------------------------------
+    def save(self, out_dir: str | Path) -> None:
+        """``save_pretrained`` the model and the processor into ``out_dir``, atomically.
+
+        For a ``PeftModel`` PEFT saves the adapter only (reload it with
+        ``load_vlm(base, adapter=out_dir)``); the processor is saved alongside.
+        """
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            self.model.save_pretrained(tmp)
+            self.processor.save_pretrained(tmp)
+            if out.exists():
+                old = out.with_name(f".{out.name}.old-{os.getpid()}")
+                os.replace(out, old)
+                os.replace(tmp, out)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+
+    def __repr__(self) -> str:
+        return (
+            f"VLMAdapter(family={self.family!r}, name_or_path={self.name_or_path!r}, "
+            f"layers={self.num_layers}, hidden={self.hidden_size}, dtype={self.dtype})"
+        )

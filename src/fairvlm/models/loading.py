@@ -1,0 +1,168 @@
+"""``load_vlm``: a local directory or hub id -> :class:`VLMAdapter`."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from fairvlm.errors import ModelError, bad_value
+from fairvlm.models.adapter import VLMAdapter
+
+_DTYPES = ("float32", "float16", "bfloat16", "auto")
+_DEVICES = ("cpu", "cuda", "auto", "mps", "meta")
+# "org/name" or "name": what the hub accepts as a repository id.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def parse_dtype(dtype: Any, device: str) -> Any:
+    """A ``torch.dtype`` (or ``"auto"``) from ``None``, a name or a dtype.
+
+    ``None`` means float32 on CPU (fast and exact there) and the checkpoint's own dtype
+    (``"auto"``) on an accelerator.
+    """
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None:
+        return torch.float32 if device == "cpu" else "auto"
+    name = str(dtype).removeprefix("torch.")
+    if name not in _DTYPES:
+        raise bad_value("dtype", dtype, f"use one of {', '.join(_DTYPES)}")
+    return name if name == "auto" else getattr(torch, name)
+
+
+def parse_device(device: str | None) -> str:
+    """``cpu`` / ``cuda`` / ``cuda:N`` / ``mps`` / ``meta``; ``None`` or ``auto``: cuda if present.
+
+    ``meta`` builds the model structure without reading weights (for ``fairvlm info``).
+    """
+    import torch
+
+    if device is None or device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).split(":")[0] not in _DEVICES:
+        raise bad_value("device", device, f"use one of {', '.join(_DEVICES)} (or cuda:N)")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise bad_value("device", device, "no CUDA device is visible; use device='cpu'")
+    return str(device)
+
+
+def offline() -> bool:
+    """Whether the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` set)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def check_source(path_or_hub_id: str | Path) -> str:
+    """Fail early, with a clear message, on a path that cannot be loaded.
+
+    A local directory is used as it is. Anything else is a hub id, which is only
+    looked up when the hub may be contacted.
+    """
+    src = str(path_or_hub_id)
+    path = Path(src).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"path={src!r} has no config.json: point at a directory written by "
+                "save_pretrained (or `fairvlm tiny FAMILY OUT`)"
+            )
+        return str(path)
+    if path.exists():
+        raise ModelError(f"path={src!r} is a file: point at a model directory")
+    looks_local = isinstance(path_or_hub_id, Path) or src.startswith(("/", ".", "~"))
+    if looks_local or not _HUB_ID.match(src):
+        raise ModelError(f"path={src!r} does not exist: point at a model directory")
+    if offline():
+        raise ModelError(
+            f"path={src!r} is not a local directory and HF_HUB_OFFLINE=1, so the hub was "
+            "not tried: download the model first or unset HF_HUB_OFFLINE"
+        )
+    return src
+
+
+def load_vlm(
+    path_or_hub_id: str | Path,
+    *,
+    dtype: str | Any | None = None,
+    device: str | None = None,
+    adapter: str | Path | None = None,
+    trust_remote_code: bool = False,
+) -> VLMAdapter:
+    """Load a supported VLM and its processor; the family comes from ``config.model_type``.
+
+    Args:
+        path_or_hub_id: a directory written by ``save_pretrained`` or a hub id.
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"``, a torch dtype
+            or ``None`` (float32 on CPU, the checkpoint's dtype on GPU).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``/``None`` (cuda if present),
+            or ``"meta"`` (the structure without weights: fast, for inspection only).
+        adapter: a PEFT adapter directory (e.g. a LoRA from ``fairvlm train``) to load on top.
+        trust_remote_code: run code shipped with the checkpoint (off unless asked).
+
+    Raises:
+        ModelError: missing path, unsupported architecture, unloadable adapter.
+    """
+    import torch
+    from transformers import AutoConfig
+
+    from fairvlm.models.families import (
+        SUPPORTED_FAMILIES,
+        detect_family,
+        load_processor,
+        transformers_class,
+    )
+
+    src = check_source(path_or_hub_id)
+    dev = parse_device(device)
+    if dev == "meta" and adapter is not None:
+        raise bad_value("device", dev, "an adapter needs weights: use cpu, cuda or auto")
+    torch_dtype = parse_dtype(dtype, dev)
+    try:
+        config = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"path={src!r} cannot be loaded as a transformers checkpoint ({exc}); fairvlm "
+            f"supports {', '.join(SUPPORTED_FAMILIES)}"
+        ) from exc
+    spec = detect_family(config)
+    model_cls = transformers_class(spec.model_class)
+    processor = load_processor(spec, src, trust_remote_code=trust_remote_code)
+    if dev == "meta":  # structure only: no weights read, no memory used
+        with torch.device("meta"):
+            model = model_cls._from_config(config, dtype=_meta_dtype(torch_dtype, config))
+    else:
+        model = model_cls.from_pretrained(
+            src, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        ).to(dev)
+    if adapter is not None:
+        model = _load_adapter(model, adapter)
+    model.eval()
+    return VLMAdapter(model, processor, spec.name, name_or_path=src)
+
+
+def _meta_dtype(dtype: Any, config: Any) -> Any:
+    """The dtype of a structure-only model: the checkpoint's own for ``"auto"``."""
+    import torch
+
+    if dtype != "auto":
+        return dtype
+    saved = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    return (
+        getattr(torch, str(saved).removeprefix("torch."), torch.float32) if saved else torch.float32
+    )
+
+
+def _load_adapter(model: Any, adapter: str | Path) -> Any:
+    """Wrap ``model`` in a ``peft.PeftModel`` loaded from ``adapter``."""
+    from peft import PeftModel
+
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise ModelError(
+            f"adapter={str(adapter)!r} has no adapter_config.json: point at a directory "
+            "written by PEFT's save_pretrained"
+        )
+    return PeftModel.from_pretrained(model, str(path), is_trainable=False)

@@ -1,0 +1,286 @@
+"""Per-family tiny configs and processors (used by :func:`fairvlm.models.build_tiny_vlm`).
+
+Each builder takes the sizes and the tokenizer corpus and returns ``(config, processor)``
+with the family's own processor class (PIL image backend) and a chat template in the
+format of the released checkpoints (:mod:`fairvlm.models.templates`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fairvlm.models import templates
+from fairvlm.models.families import get_family, processor_class, transformers_class
+from fairvlm.models.tiny import TinyConfig, train_tokenizer
+
+#: Weight init std of tiny models. Why: with the usual 0.02 a random tiny model gives
+#: near-uniform logits and the same answer for every input; 0.2 (~1/sqrt(hidden))
+#: makes outputs depend on the input, which the tests of batching and scoring need.
+TINY_INIT = 0.2
+
+_LLAMA_SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
+_QWEN_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+# Idefics3 / SmolVLM image splitting writes a "<row_i_col_j>" tag before each tile.
+_ROW_COL = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+_IDEFICS_SPECIALS = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"]
+
+
+def _cls(name: str) -> Any:
+    return transformers_class(name)
+
+
+def _text_kwargs(cfg: TinyConfig, tok: Any) -> dict[str, Any]:
+    """Decoder sizes shared by the Llama-like text configs."""
+    return {
+        "vocab_size": len(tok),
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads,
+        "num_key_value_heads": cfg.num_heads,
+        "max_position_embeddings": 2048,
+        "pad_token_id": tok.pad_token_id,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "tie_word_embeddings": False,
+        "initializer_range": TINY_INIT,
+    }
+
+
+def _vision_kwargs(cfg: TinyConfig) -> dict[str, Any]:
+    """ViT sizes shared by the CLIP / SigLIP / Idefics3 vision configs."""
+    return {
+        "hidden_size": cfg.vision_hidden_size,
+        "intermediate_size": 2 * cfg.vision_hidden_size,
+        "num_hidden_layers": cfg.vision_layers,
+        "num_attention_heads": cfg.num_heads,
+        "image_size": cfg.image_size,
+        "patch_size": cfg.patch_size,
+        "initializer_range": TINY_INIT,
+    }
+
+
+def _llama_tokenizer(cfg: TinyConfig, corpus: list[str]) -> Any:
+    return train_tokenizer(
+        corpus,
+        _LLAMA_SPECIALS,
+        vocab_size=cfg.vocab_size,
+        bos="<s>",
+        eos="</s>",
+        pad="<pad>",
+        unk="<unk>",
+    )
+
+
+def _llava_common(cfg: TinyConfig, tok: Any) -> dict[str, Any]:
+    return {
+        "vision_config": _cls("CLIPVisionConfig")(
+            **_vision_kwargs(cfg), projection_dim=cfg.hidden_size
+        ),
+        "text_config": _cls("LlamaConfig")(**_text_kwargs(cfg, tok)),
+        "image_token_index": tok.convert_tokens_to_ids("<image>"),
+        "vision_feature_layer": -1,  # the last layer, so that every vision layer is used
+        "vision_feature_select_strategy": "default",
+    }
+
+
+def _llava_processor_kwargs(cfg: TinyConfig) -> dict[str, Any]:
+    return {
+        "patch_size": cfg.patch_size,
+        "vision_feature_select_strategy": "default",
+        "num_additional_image_tokens": 1,  # CLIP's CLS token, dropped by "default"
+    }
+
+
+def llava(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+    """LLaVA-1.5: CLIP ViT + 2-layer MLP projector + Llama."""
+    tok = _llama_tokenizer(cfg, corpus)
+    side = cfg.image_size
+    image_proc = _cls("CLIPImageProcessorPil")(
+        size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+    )
+    processor = processor_class(get_family("llava"))(
+        image_processor=image_proc,
+        tokenizer=tok,
+        chat_template=templates.LLAVA,
+        **_llava_processor_kwargs(cfg),
+    )
+    return _cls("LlavaConfig")(**_llava_common(cfg, tok)), processor
+
+
+def llava_next(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+    """LLaVA-NeXT: LLaVA with "anyres" tiles chosen from a grid of pinpoints."""
+    tok = _llama_tokenizer(cfg, corpus)
+    s = cfg.image_size
+    pinpoints = [[s, 2 * s], [2 * s, s], [2 * s, 2 * s]]
+    image_proc = _cls("LlavaNextImageProcessorPil")(
+        size={"shortest_edge": s},
+        crop_size={"height": s, "width": s},
+        image_grid_pinpoints=pinpoints,
+    )
+    processor = processor_class(get_family("llava_next"))(
+        image_processor=image_proc,
+        tokenizer=tok,
+        chat_template=templates.LLAVA_NEXT,
+        **_llava_processor_kwargs(cfg),
+    )
+    config = _cls("LlavaNextConfig")(**_llava_common(cfg, tok), image_grid_pinpoints=pinpoints)
+    return config, processor
+
+
+def _qwen(cfg: TinyConfig, corpus: list[str], family: str) -> tuple[Any, Any]:
+    """Qwen2-VL / Qwen2.5-VL: native-resolution ViT with 2x2 patch merging + Qwen2 + M-RoPE."""
+    tok = train_tokenizer(
+        corpus, _QWEN_SPECIALS, vocab_size=cfg.vocab_size, eos="<|im_end|>", pad="<|endoftext|>"
+    )
+    merge = 2
+    factor = cfg.patch_size * merge
+    image_proc = _cls("Qwen2VLImageProcessorPil")(
+        patch_size=cfg.patch_size,
+        merge_size=merge,
+        temporal_patch_size=2,
+        size={"shortest_edge": factor * factor, "longest_edge": 4 * cfg.image_size**2},
+    )
+    processor = processor_class(get_family(family))(
+        image_processor=image_proc, tokenizer=tok, chat_template=templates.QWEN2_VL
+    )
+    half = cfg.head_dim // 2  # M-RoPE splits the rotary half-dim into (t, h, w) sections
+    section = [half - 2 * (half // 4), half // 4, half // 4]
+    text = {
+        **_text_kwargs(cfg, tok),
+        "bos_token_id": None,
+        "rope_parameters": {"rope_type": "default", "mrope_section": section, "rope_theta": 1e4},
+    }
+    vision = {
+        "depth": cfg.vision_layers,
+        "num_heads": cfg.num_heads,
+        "patch_size": cfg.patch_size,
+        "spatial_merge_size": merge,
+        "temporal_patch_size": 2,
+        "initializer_range": TINY_INIT,
+    }
+    if family == "qwen2_vl":
+        vision.update(embed_dim=cfg.vision_hidden_size, hidden_size=cfg.hidden_size, mlp_ratio=2)
+        config_cls = _cls("Qwen2VLConfig")
+    else:
+        vision.update(
+            hidden_size=cfg.vision_hidden_size,
+            intermediate_size=2 * cfg.vision_hidden_size,
+            out_hidden_size=cfg.hidden_size,
+            window_size=2 * factor,  # windows of 2x2 merged patches
+            fullatt_block_indexes=[cfg.vision_layers - 1],
+        )
+        config_cls = _cls("Qwen2_5_VLConfig")
+    ids = {t: tok.convert_tokens_to_ids(t) for t in _QWEN_SPECIALS}
+    config = config_cls(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    return config, processor
+
+
+def qwen2_vl(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+    """Qwen2-VL."""
+    return _qwen(cfg, corpus, "qwen2_vl")
+
+
+def qwen2_5_vl(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+    """Qwen2.5-VL (windowed vision attention, SwiGLU vision MLP)."""
+    return _qwen(cfg, corpus, "qwen2_5_vl")
+
+
+def _idefics(cfg: TinyConfig, corpus: list[str], family: str) -> tuple[Any, Any]:
+    """Idefics3 / SmolVLM: SigLIP-like ViT, pixel-shuffle connector, Llama; image tiles."""
+    bos = "<|begin_of_text|>" if family == "idefics3" else "<|im_start|>"
+    tok = train_tokenizer(
+        corpus,
+        ["<pad>", bos, "<|end_of_text|>", "<unk>", *_IDEFICS_SPECIALS, *_ROW_COL],
+        vocab_size=cfg.vocab_size + len(_ROW_COL),
+        bos=bos,
+        eos="<end_of_utterance>",
+        pad="<pad>",
+        unk="<unk>",
+    )
+    scale = 2  # pixel shuffle: (image_size / patch)^2 / scale^2 tokens per tile
+    seq_len = (cfg.image_size // cfg.patch_size) ** 2 // scale**2
+    prefix = "Idefics3" if family == "idefics3" else "SmolVLM"
+    image_proc = _cls(f"{prefix}ImageProcessorPil")(
+        size={"longest_edge": 2 * cfg.image_size},  # up to 2x2 tiles + the global image
+        max_image_size={"longest_edge": cfg.image_size},
+        do_image_splitting=True,
+    )
+    template = templates.IDEFICS3 if family == "idefics3" else templates.SMOLVLM
+    processor = processor_class(get_family(family))(
+        image_processor=image_proc, tokenizer=tok, image_seq_len=seq_len, chat_template=template
+    )
+    config = _cls(f"{prefix}Config")(
+        vision_config=_cls(f"{prefix}VisionConfig")(**_vision_kwargs(cfg)),
+        text_config=_cls("LlamaConfig")(**_text_kwargs(cfg, tok)),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        scale_factor=scale,
+    )
+    return config, processor
+
+
+def idefics3(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+    """Idefics3."""
+    return _idefics(cfg, corpus, "idefics3")
+
+
+def smolvlm(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+    """SmolVLM."""
+    return _idefics(cfg, corpus, "smolvlm")
+
+
+def paligemma(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+    """PaliGemma: SigLIP + linear projector + Gemma, prefix-LM over "<image>...<bos>prompt\\n"."""
+    tok = train_tokenizer(
+        corpus,
+        ["<pad>", "<eos>", "<bos>", "<unk>"],
+        vocab_size=cfg.vocab_size,
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        unk="<unk>",
+    )
+    side = cfg.image_size
+    image_proc = _cls("SiglipImageProcessorPil")(size={"height": side, "width": side})
+    image_proc.image_seq_length = (side // cfg.patch_size) ** 2
+    # The processor adds <image> and ~1,150 <locNNNN>/<segNNN> tokens to the tokenizer:
+    # the text vocabulary is sized after it is built.
+    processor = processor_class(get_family("paligemma"))(image_processor=image_proc, tokenizer=tok)
+    text = {**_text_kwargs(cfg, tok), "head_dim": cfg.head_dim, "tie_word_embeddings": True}
+    config = _cls("PaliGemmaConfig")(
+        vision_config=_cls("SiglipVisionConfig")(**_vision_kwargs(cfg)),
+        text_config=_cls("GemmaConfig")(**text),
+        image_token_index=processor.image_token_id,
+        projection_dim=cfg.hidden_size,
+        hidden_size=cfg.hidden_size,
+        vocab_size=len(tok),
+        tie_word_embeddings=True,
+    )
+    return config, processor
+
+
+BUILDERS: dict[str, Callable[[TinyConfig, list[str]], tuple[Any, Any]]] = {
+    "llava": llava,
+    "llava_next": llava_next,
+    "qwen2_vl": qwen2_vl,
+    "qwen2_5_vl": qwen2_5_vl,
+    "idefics3": idefics3,
+    "smolvlm": smolvlm,
+    "paligemma": paligemma,
+}

@@ -1,0 +1,166 @@
+"""Plots of the report, as PNG bytes (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    # no timestamps or software tags in the file, so equal plots give equal bytes
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def image_png(image: Any, max_side: int = 160) -> bytes:
+    """A PIL image as PNG bytes, upscaled with nearest neighbour when tiny (pixel art stays
+    crisp) or thumbnailed when large."""
+    from PIL import Image
+
+    img = image.convert("RGB")
+    side = max(img.size)
+    if side < max_side:
+        k = max(1, max_side // side)
+        img = img.resize((img.width * k, img.height * k), Image.NEAREST)
+    elif side > max_side:
+        img.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def group_bars(
+    title: str,
+    groups: Sequence[str],
+    series: Mapping[str, Mapping[str, tuple[float | None, Sequence[float] | None]]],
+    ylabel: str,
+) -> bytes:
+    """Grouped bar chart: one bar per method within each group, 95 % CI as error bars.
+
+    ``series``: method -> group -> (value, [lo, hi] or None).
+    """
+    plt = _pyplot()
+    methods = list(series)
+    n = max(1, len(methods))
+    width = 0.8 / n
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(groups) * max(1, n / 3) + 1.5), 3.0))
+    x = np.arange(len(groups))
+    for i, method in enumerate(methods):
+        vals, lo, hi = [], [], []
+        for g in groups:
+            v, ci = series[method].get(g, (None, None))
+            v = np.nan if v is None else float(v)
+            vals.append(v)
+            lo.append(v - ci[0] if ci and not np.isnan(v) else 0.0)
+            hi.append(ci[1] - v if ci and not np.isnan(v) else 0.0)
+        err = np.clip(np.array([lo, hi]), 0, None)
+        has_ci = any(series[method].get(g, (None, None))[1] for g in groups)
+        ax.bar(
+            x + (i - (n - 1) / 2) * width,
+            vals,
+            width,
+            label=method,
+            yerr=err if has_ci else None,
+            capsize=2,
+        )
+    ax.set_xticks(x, list(groups), rotation=20 if len(groups) > 4 else 0)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.axhline(0, color="black", lw=0.6)
+    # below the axes: a legend inside would hide bars
+    ax.legend(
+        fontsize=7, ncol=min(4, n), loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False
+    )
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the Pareto-optimal points for (lower x = fairer, higher y = more useful),
+    sorted by x. A point is dropped when another is at least as good on both and better
+    on one."""
+    idx = []
+    for i, (xi, yi) in enumerate(points):
+        dominated = any(
+            (xj <= xi and yj >= yi) and (xj < xi or yj > yi)
+            for j, (xj, yj) in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            idx.append(i)
+    return sorted(idx, key=lambda i: (points[i][0], -points[i][1]))
+
+
+def pareto_scatter(
+    title: str,
+    names: Sequence[str],
+    points: Sequence[tuple[float, float]],
+    xlabel: str,
+    ylabel: str,
+) -> bytes:
+    """Fairness (x, lower is better) against utility (y, higher is better), Pareto front
+    as a step line through the non-dominated methods."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    xs = np.array([p[0] for p in points], dtype=float)
+    ys = np.array([p[1] for p in points], dtype=float)
+    front = pareto_front(points)
+    on_front = set(front)
+    ax.scatter(
+        xs, ys, c=["tab:red" if i in on_front else "tab:gray" for i in range(len(points))], zorder=3
+    )
+    # methods at the same point share one label
+    labels: dict[tuple[float, float], list[str]] = {}
+    for i, name in enumerate(names):
+        labels.setdefault((round(xs[i], 6), round(ys[i], 6)), []).append(name)
+    for (x, y), group in labels.items():
+        ax.annotate(", ".join(group), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if front:
+        fx, fy = xs[front], ys[front]
+        ax.step(fx, fy, where="post", color="tab:red", alpha=0.6, label="Pareto front")
+        ax.legend(fontsize=7, loc="best")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def curves(
+    title: str,
+    lines: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    ylabel: str,
+    xlabel: str = "step",
+) -> bytes:
+    """Line plot: name -> (x values, y values)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 3.0))
+    for name, (x, y) in lines.items():
+        ax.plot(list(x), list(y), marker="o" if len(x) < 15 else None, ms=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if lines:
+        ax.legend(
+            fontsize=7,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.18),
+            frameon=False,
+            ncol=min(3, len(lines)),
+        )
+    ax.grid(alpha=0.3)
+    return _png(fig)

@@ -1,0 +1,300 @@
+"""Training configuration: LoRA settings, optimisation settings, YAML and ``--set`` overrides.
+
+A run config has two parts, saved together as ``config.yaml`` next to every output::
+
+    train:            # TrainConfig (this module), with a nested ``lora:`` block
+      steps: 300
+      lora: {r: 64, alpha: 128}
+    method:           # the method's own config dataclass (e.g. FairLLaVAConfig)
+      fairness_lambda: 1.0
+
+``--set key=value`` overrides either part: ``lr=2e-4`` or ``train.lr=2e-4``,
+``lora.r=8``, ``method.fairness_lambda=0.5``; a key that is not a training field goes to
+the method (``fairness_lambda=0.5``). Values are parsed as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+from fairvlm.errors import ConfigError, bad_value
+
+#: Every Linear of a LLaMA-style language model block (what FairLLaVA adapts).
+LM_TARGETS: tuple[str, ...] = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
+PROJECTOR_MODES = ("full", "lora", "frozen")
+SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+@dataclass
+class LoraSettings:
+    """Where LoRA goes and what else trains.
+
+    Attributes:
+        r, alpha, dropout: LoRA rank, scaling numerator and dropout (FairLLaVA: 64, 128, 0.05).
+        targets: names of the language model's Linear layers to adapt (last name component).
+        projector: ``full`` (trained in full, saved through PEFT ``modules_to_save`` so that
+            ``PeftModel.from_pretrained`` restores it), ``lora`` (LoRA on its Linears), ``frozen``.
+        vision: also put LoRA on every Linear of the vision tower (off by default).
+        lm_head: also put LoRA on the LM head (off by default).
+    """
+
+    r: int = 64
+    alpha: float = 128.0
+    dropout: float = 0.05
+    targets: list[str] = field(default_factory=lambda: list(LM_TARGETS))
+    projector: str = "full"
+    vision: bool = False
+    lm_head: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.r, int) or self.r < 1:
+            raise bad_value("lora.r", self.r, "use a positive integer rank, e.g. 64")
+        if self.alpha <= 0:
+            raise bad_value("lora.alpha", self.alpha, "use a positive number, e.g. 2 * r")
+        if not 0.0 <= self.dropout < 1.0:
+            raise bad_value("lora.dropout", self.dropout, "use a probability in [0, 1)")
+        if isinstance(self.targets, str):
+            self.targets = [t.strip() for t in self.targets.split(",") if t.strip()]
+        if not self.targets:
+            raise bad_value(
+                "lora.targets", self.targets, f"name at least one layer, e.g. {list(LM_TARGETS)}"
+            )
+        if self.projector not in PROJECTOR_MODES:
+            raise bad_value("lora.projector", self.projector, f"use one of {PROJECTOR_MODES}")
+
+
+@dataclass
+class TrainConfig:
+    """How to fine-tune (shared by every method).
+
+    Attributes:
+        split: the dataset split to train on; ``probe_split``: the held-out split for the
+            post-training probe (``None``: no probe), at most ``probe_limit`` samples of it.
+        limit: use at most this many training samples (``None``: all).
+        steps: optimiser steps; when ``None`` train for ``epochs`` epochs.
+        batch_size: per-device batch; ``grad_accum``: micro-batches per optimiser step.
+        lr, scheduler, warmup_ratio, weight_decay, max_grad_norm: optimisation
+            (FairLLaVA: 1e-4, cosine, 3 % warmup).
+        seed: seeds model init of new parameters, data order, dropout and token draws.
+        save_steps, save_total_limit, logging_steps: checkpointing and logging cadence.
+        mixed_precision: ``no`` / ``bf16`` / ``fp16`` autocast (through Accelerate).
+        dtype, device: how to load the base model (see ``fairvlm.models.load_vlm``).
+        progress: show the progress bar.
+    """
+
+    split: str = "finetune"
+    probe_split: str | None = "test"
+    probe_limit: int = 512
+    limit: int | None = None
+    steps: int | None = 300
+    epochs: float = 1.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-4
+    scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    save_steps: int = 100
+    save_total_limit: int | None = 2
+    logging_steps: int = 10
+    mixed_precision: str = "no"
+    dtype: str | None = None
+    device: str | None = None
+    progress: bool = True
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lora, Mapping):
+            self.lora = from_mapping(LoraSettings, self.lora, "lora")
+        for name in ("batch_size", "grad_accum", "save_steps", "logging_steps", "probe_limit"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise bad_value(name, value, "use a positive integer")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise bad_value(
+                "steps", self.steps, "use a positive integer, or null to train by epochs"
+            )
+        if self.steps is None and not self.epochs > 0:
+            raise bad_value("epochs", self.epochs, "use a positive number of epochs")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise bad_value("limit", self.limit, "use a positive integer or null for all samples")
+        if not self.lr > 0:
+            raise bad_value("lr", self.lr, "use a positive learning rate, e.g. 1e-4")
+        if self.scheduler not in SCHEDULERS:
+            raise bad_value("scheduler", self.scheduler, f"use one of {SCHEDULERS}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise bad_value(
+                "warmup_ratio", self.warmup_ratio, "use a fraction in [0, 1), e.g. 0.03"
+            )
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise bad_value(
+                "mixed_precision", self.mixed_precision, f"use one of {MIXED_PRECISION}"
+            )
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise bad_value(
+                "save_total_limit", self.save_total_limit, "use >= 1 or null to keep all"
+            )
+
+
+# -- dicts <-> dataclasses ---------------------------------------------------------------
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Light type coercion for YAML/CLI values (``"1e-4"`` -> float, ``"a,b"`` -> list)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if value is None:
+        return None
+    if origin in (list, Sequence) or hint is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise bad_value(name, value, "use a list")
+        return list(value)
+    if args and type(None) in args:  # X | None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner[0]) if len(inner) == 1 else value
+    try:
+        if hint is float and isinstance(value, int | float | str) and not isinstance(value, bool):
+            return float(value)
+        if hint is int and isinstance(value, str):
+            return int(value)
+    except ValueError:
+        raise bad_value(name, value, f"use a {hint.__name__}") from None
+    if hint is bool and not isinstance(value, bool):
+        raise bad_value(name, value, "use true or false")
+    return value
+
+
+def from_mapping(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping; unknown keys are an error naming the fields."""
+    data = dict(data or {})
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise bad_value(
+            f"{where}{unknown[0]}", data[unknown[0]], f"not a field; known fields: {sorted(names)}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else key
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+            kwargs[key] = from_mapping(hint, value, full)
+        else:
+            kwargs[key] = _coerce(full, value, hint)
+    return cls(**kwargs)
+
+
+def to_plain(obj: Any) -> Any:
+    """A dataclass (nested) as plain YAML-able Python."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def _set_path(tree: dict, keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        node = tree.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise bad_value(".".join(keys), value, f"{key!r} is not a section")
+        tree = node
+    tree[keys[-1]] = value
+
+
+def parse_overrides(sets: Sequence[str], raw: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Apply ``key=value`` strings to a raw ``{"train": ..., "method": ...}`` tree."""
+    import yaml
+
+    tree: dict[str, Any] = {
+        "train": dict((raw or {}).get("train") or {}),
+        "method": dict((raw or {}).get("method") or {}),
+    }
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for item in sets:
+        if "=" not in item:
+            raise bad_value(
+                "--set", item, "write key=value, e.g. lr=2e-4 or method.fairness_lambda=0.5"
+            )
+        key, text = item.split("=", 1)
+        keys = [k for k in key.strip().split(".") if k]
+        if not keys:
+            raise bad_value("--set", item, "the key is empty")
+        value = yaml.safe_load(text) if text.strip() else None
+        if keys[0] in ("train", "method"):
+            section, keys = keys[0], keys[1:]
+        else:
+            section = "train" if keys[0] in train_fields else "method"
+        if not keys:
+            raise bad_value("--set", item, "name a field after the section")
+        _set_path(tree[section], keys, value)
+    return tree
+
+
+#: Keys of a saved run record (``OUT/config.yaml``) besides ``train``: ignored on reading,
+#: so that ``--config OUT/config.yaml`` reproduces a run.
+_RECORD_KEYS = {"method", "method_config", "model", "data", "attribute_space", "setup", "n_train"}
+
+
+def read_config(config: str | Path | Mapping[str, Any] | None) -> dict[str, Any]:
+    """A raw ``{"train": ..., "method": ...}`` tree from a YAML path, a mapping or ``None``.
+
+    Accepted shapes: ``{train: {...}, method: {...}}``; a run's saved ``config.yaml``
+    (``method_config`` holds the method options); or flat training fields with an
+    optional ``method:`` mapping (``{"steps": 10, "method": {...}}``).
+    """
+    import yaml
+
+    if config is None:
+        return {"train": {}, "method": {}}
+    if isinstance(config, str | Path):
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"config={str(config)!r} does not exist: give a YAML file")
+        data = yaml.safe_load(path.read_text()) or {}
+    else:
+        data = dict(config)
+    if not isinstance(data, Mapping):
+        raise bad_value(
+            "config", type(data).__name__, "use a mapping with train: and method: sections"
+        )
+    method = data.get("method_config", data.get("method"))
+    method = dict(method) if isinstance(method, Mapping) else {}
+    if "train" in data:
+        extra = sorted(set(data) - {"train"} - _RECORD_KEYS)
+        if extra:
+            raise bad_value(f"config.{extra[0]}", data[extra[0]], "put it under train: or method:")
+        return {"train": dict(data["train"] or {}), "method": method}
+    train = {k: v for k, v in data.items() if k not in ("method", "method_config")}
+    return {"train": train, "method": method}
+
+
+def load_train_config(
+    config: str | Path | Mapping[str, Any] | TrainConfig | None = None,
+    overrides: Sequence[str] = (),
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """``(TrainConfig, raw method options)`` from a YAML path / mapping plus ``--set`` overrides."""
+    if isinstance(config, TrainConfig):
+        raw = {"train": to_plain(config), "method": {}}
+    else:
+        raw = read_config(config)
+    tree = parse_overrides(overrides, raw)
+    return from_mapping(TrainConfig, tree["train"], "train"), tree["method"]

@@ -1,0 +1,325 @@
+"""``train``: load, validate, fine-tune with a method, save what ``load_vlm`` restores.
+
+Output directory::
+
+    OUT/adapter_config.json, adapter_model.safetensors   the PEFT adapter (LoRA + projector)
+    OUT/heads.safetensors      extra heads (CLUB heads, adversaries), when the method has any
+    OUT/config.yaml            method, training and method config, attribute vocabularies
+    OUT/training_log.jsonl     the Trainer's log history (LM loss, MI per attribute ...)
+    OUT/probe.json             fresh linear probes on the regularised layer (held-out split)
+    OUT/checkpoints/           Trainer checkpoints (resume with ``resume=True``)
+
+``load_vlm(BASE, adapter=OUT)`` restores the fine-tuned model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fairvlm.errors import ConfigError
+from fairvlm.training.config import TrainConfig, load_train_config, to_plain
+
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "training_log.jsonl"
+PROBE_FILE = "probe.json"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did.
+
+    Attributes:
+        out_dir: the output directory; ``method``: the method name.
+        global_step: optimiser steps done; ``log_history``: the Trainer's logs.
+        probe: one dict per probed attribute (see ``fairvlm.mitigation.fairllava.ProbeResult``).
+        trainable: names of the parameters that trained.
+        adapter: the fine-tuned adapter, in memory (hooks and heads removed).
+    """
+
+    out_dir: Path
+    method: str
+    global_step: int
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    probe: list[dict[str, Any]] = field(default_factory=list)
+    trainable: list[str] = field(default_factory=list)
+    adapter: Any = None
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _load_training_samples(data: Any, cfg: TrainConfig) -> list[Any]:
+    if isinstance(data, str | os.PathLike):
+        from fairvlm.data import load_samples
+
+        return load_samples(data, cfg.split, limit=cfg.limit)
+    samples = list(data)
+    return samples[: cfg.limit] if cfg.limit is not None else samples
+
+
+def _probe_samples(data: Any, cfg: TrainConfig, probe_data: Any) -> list[Any]:
+    if probe_data is not None:
+        return list(probe_data)[: cfg.probe_limit]
+    if cfg.probe_split is None or not isinstance(data, str | os.PathLike):
+        return []
+    from fairvlm.data import load_dataset, load_samples
+
+    if cfg.probe_split not in load_dataset(data):
+        return []
+    return load_samples(data, cfg.probe_split, limit=cfg.probe_limit)
+
+
+def _process_device(device: str | None) -> str | None:
+    """Under ``accelerate launch``/``torchrun`` each process loads onto its own GPU."""
+    import torch
+
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device in (None, "auto", "cuda") and local_rank is not None and torch.cuda.is_available():
+        return f"cuda:{int(local_rank)}"
+    return device
+
+
+def _check_out_dir(out: Path, record: dict[str, Any], resume: bool) -> str | None:
+    """The checkpoint to resume from (or None); raises when ``out`` holds another run."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpt_root = out / CHECKPOINTS
+    saved = out / CONFIG_FILE
+    if not resume:
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(
+                f"out={str(out)!r} is not empty: pass resume=True (--resume) or choose another --out"
+            )
+        return None
+    if saved.is_file():
+        import yaml
+
+        before = yaml.safe_load(saved.read_text()) or {}
+        for key in ("method", "train", "method_config"):
+            if before.get(key) != record[key]:
+                raise ConfigError(
+                    f"resume: the {key} in {saved} differs from this run's; resume with the same "
+                    "config or choose another --out"
+                )
+    return get_last_checkpoint(str(ckpt_root)) if ckpt_root.is_dir() else None
+
+
+def _training_arguments(cfg: TrainConfig, out: Path, use_cpu: bool) -> Any:
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(out / CHECKPOINTS),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        max_steps=cfg.steps if cfg.steps is not None else -1,
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.lr,
+        lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        remove_unused_columns=False,
+        disable_tqdm=not cfg.progress,
+        bf16=cfg.mixed_precision == "bf16",
+        fp16=cfg.mixed_precision == "fp16",
+        use_cpu=use_cpu,
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+    )
+
+
+def _save_outputs(
+    out: Path, model: Any, has_terms: bool, log_history: list[dict], probe: list[dict]
+) -> None:
+    """Adapter, heads, log and probe into ``out`` (each file replaced atomically)."""
+    import shutil
+    import tempfile
+
+    from fairvlm.training.trainer import TERMS_FILE, save_terms
+
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=out))
+    try:
+        model.save_pretrained(str(tmp))
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if has_terms:
+        save_terms(model, out / TERMS_FILE)
+    _write_text(out / LOG_FILE, "".join(json.dumps(row) + "\n" for row in log_history))
+    _write_text(out / PROBE_FILE, json.dumps(probe, indent=2))
+
+
+def train(
+    model_path: str | os.PathLike | Any,
+    data_path: str | os.PathLike | Sequence[Any],
+    method: str,
+    config: str | os.PathLike | Mapping[str, Any] | TrainConfig | None = None,
+    out_dir: str | os.PathLike = "fairvlm-train",
+    resume: bool = False,
+    *,
+    overrides: Sequence[str] = (),
+    probe_data: Sequence[Any] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
+    """Fine-tune ``model_path`` on ``data_path`` with ``method`` and save to ``out_dir``.
+
+    Args:
+        model_path: a model directory / hub id, or an already loaded ``VLMAdapter``
+            (LoRA is applied to it in place).
+        data_path: a stored dataset (``TrainConfig.split`` is used) or a list of Samples.
+        method: a registered method (``fairvlm.training.available_methods()``).
+        config: YAML path or mapping with ``train:`` and ``method:`` sections, or a TrainConfig.
+        out_dir: where the adapter, heads, config, log and checkpoints go.
+        resume: continue from the last checkpoint in ``out_dir`` (same config required).
+        overrides: ``key=value`` strings (``--set``).
+        probe_data: held-out samples for the probe (default: ``TrainConfig.probe_split``).
+        callbacks: extra ``transformers.TrainerCallback``s.
+
+    Raises:
+        ConfigError / DataError: bad config, method options or data, before any model work.
+    """
+    import yaml
+    from transformers import set_seed
+
+    from fairvlm.training.dataset import AttributeSpace, SampleDataset, TrainCollator
+    from fairvlm.training.lora import apply_lora, trainable_parameter_names
+    from fairvlm.training.methods import MethodContext, ProbeSpec, get_method
+    from fairvlm.training.trainer import TERMS_ATTR, TERMS_FILE, FairTrainer, load_terms
+
+    # 1. everything that can be checked without the model
+    spec = get_method(method)
+    cfg, options = load_train_config(config, overrides)
+    method_cfg = spec.parse(options)
+    samples = _load_training_samples(data_path, cfg)
+    if not samples:
+        raise ConfigError(f"split={cfg.split!r} of the data is empty: nothing to train on")
+    spec.check(method_cfg, samples)
+    out = Path(out_dir)
+    record = {"method": method, "train": to_plain(cfg), "method_config": to_plain(method_cfg)}
+    ckpt = _check_out_dir(out, record, resume)
+
+    # 2. the model
+    set_seed(cfg.seed)
+    if isinstance(model_path, str | os.PathLike):
+        from fairvlm.models import load_vlm
+
+        adapter = load_vlm(model_path, dtype=cfg.dtype, device=_process_device(cfg.device))
+        record["model"] = str(model_path)
+    else:
+        adapter = model_path
+        record["model"] = getattr(adapter, "name_or_path", "")
+    model = apply_lora(adapter, cfg.lora, seed=cfg.seed)
+    space = AttributeSpace.from_samples(samples, spec.attributes(method_cfg))
+    setup = spec.build(MethodContext(adapter, samples, space, cfg, method_cfg))
+    train_samples = setup.samples if setup.samples is not None else samples
+    dataset = SampleDataset(train_samples, space, setup.weights)
+    record.update(
+        data=str(data_path)
+        if isinstance(data_path, str | os.PathLike)
+        else f"<{len(samples)} samples>",
+        attribute_space=space.to_dict(),
+        setup=setup.extra,
+        n_train=len(dataset),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+
+    args = _training_arguments(cfg, out, use_cpu=adapter.device.type == "cpu")
+    trainer = FairTrainer(
+        model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=TrainCollator(adapter),
+        terms=setup.terms,
+        sampler=setup.sampler,
+        lm_weight=setup.lm_weight,
+        space=space,
+        callbacks=list(callbacks),
+    )
+    if trainer.is_world_process_zero() and not (resume and (out / CONFIG_FILE).is_file()):
+        _write_text(out / CONFIG_FILE, yaml.safe_dump(record, sort_keys=False))
+    for term in setup.terms:
+        term.attach(adapter)
+    try:
+        if ckpt is not None and (Path(ckpt) / TERMS_FILE).is_file():
+            load_terms(model, Path(ckpt) / TERMS_FILE)
+        trainer.train(resume_from_checkpoint=ckpt)
+        trainable = trainable_parameter_names(model)
+        probe: list[dict[str, Any]] = []
+        if trainer.is_world_process_zero():
+            held_out = _probe_samples(data_path, cfg, probe_data)
+            if held_out:
+                probe = probe_trained(
+                    adapter, held_out, space, setup.probe or ProbeSpec(), cfg.seed
+                )
+            _save_outputs(out, model, bool(setup.terms), trainer.state.log_history, probe)
+        trainer.accelerator.wait_for_everyone()
+    finally:
+        for term in setup.terms:
+            term.remove()
+    if hasattr(model, TERMS_ATTR):
+        delattr(model, TERMS_ATTR)
+    model.eval()
+    return TrainResult(
+        out,
+        method,
+        trainer.state.global_step,
+        list(trainer.state.log_history),
+        probe,
+        trainable,
+        adapter,
+    )
+
+
+def probe_trained(
+    adapter: Any, samples: list[Any], space: Any, spec: Any, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Fresh linear probes on a trained model's layer (``spec``: a ``ProbeSpec``), as dicts.
+
+    The CLUB estimate of ``spec.heads`` is reported beside each probe; a warning is
+    printed when the estimator is being fooled.
+    """
+    from fairvlm.mitigation.fairllava.probe import FOOLED, results_to_dict, run_probe
+    from fairvlm.mitigation.fairllava.representation import LayerReader
+
+    attributes = spec.attributes or [a for a in space.names if space.size(a) >= 2]
+    attributes = [a for a in attributes if a in space.values]
+    reader = LayerReader(spec.depth, spec.tokens, spec.pooling, spec.normalise)
+    reader.attach(adapter)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results = run_probe(
+                adapter,
+                reader,
+                samples,
+                space,
+                attributes,
+                spec.heads,
+                labels=space.labels,
+                seed=seed,
+            )
+        for w in caught:
+            if FOOLED in str(w.message):
+                print(f"fairvlm train: warning: {w.message}")
+    finally:
+        reader.remove()
+    return results_to_dict(results)

@@ -1,0 +1,196 @@
+"""ASD by hand: SFLoss weights, drop probabilities, the accumulator, the chosen attribute,
+the skew table of a hand-ranked pool, and the errors on bad data or config."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fairvlm.data.schema import Sample
+from fairvlm.errors import ConfigError, DataError
+from fairvlm.mitigation.asd import (
+    ASDConfig,
+    BiasAwareSampler,
+    build_pools,
+    check_asd_data,
+    drop_probability,
+    epoch_order,
+    resample,
+    sample_skews,
+    sfloss_weights,
+    skew_table,
+)
+
+# A small table of skews, dataset order.
+SKEWS = np.array([0.5, -0.4, 1.0, -0.7, 0.0, -0.2, 2.0, -1.1])
+
+
+def test_sfloss_weights_are_exp_minus_skew_and_clip_only_when_asked():
+    w = sfloss_weights([math.log(2.0), 0.0, -math.log(1.5)])
+    np.testing.assert_allclose(w, [0.5, 1.0, 1.5], rtol=1e-6)
+    clipped = sfloss_weights([math.log(2.0), 0.0, -math.log(1.5)], clip=[0.6, 1.2])
+    np.testing.assert_allclose(clipped, [0.6, 1.0, 1.2], rtol=1e-6)
+
+
+def test_drop_probability_formula_by_hand():
+    p = drop_probability(SKEWS, tau1=1.0)
+    np.testing.assert_allclose(p, [1 / 3, 0, 0.5, 0, 0, 0, 2 / 3, 0])
+    np.testing.assert_allclose(drop_probability([1.0, -1.0], tau1=3.0), [0.25, 0.0])
+
+
+def test_empirical_drop_rate_matches_the_formula():
+    skews = np.repeat([0.5, 1.0, 3.0, -1.0], 20000)
+    out = resample(skews, tau1=1.0, tau2=1e9, rng=123)
+    rates = out.dropped.reshape(4, -1).mean(axis=1)
+    np.testing.assert_allclose(rates[:3], [1 / 3, 0.5, 0.75], atol=0.012)
+    assert rates[3] == 0.0  # skew <= 0 is never dropped
+    again = resample(skews, tau1=1.0, tau2=1e9, rng=123)
+    assert np.array_equal(out.dropped, again.dropped)  # seeded
+
+
+def test_accumulator_inserts_copies_exactly():
+    # non-positive skews in order: 0.4 -> acc .4; 0.7 -> 1.1 > 1: copy at 3, acc .1;
+    # 0 -> .1; 0.2 -> .3; 1.1 -> 1.4 > 1: copy at 7, acc .4
+    out = resample(SKEWS, tau1=1.0, tau2=1.0, rng=0)
+    assert out.copies.tolist() == [0, 0, 0, 1, 0, 0, 0, 1]
+    kept = [i for i in range(8) if not out.dropped[i]]
+    expected = [j for i in kept for j in ([i, i] if i in (3, 7) else [i])]
+    assert out.indices.tolist() == expected
+    assert not out.dropped[[1, 3, 4, 5, 7]].any()
+
+
+def test_subtract_and_reset_rules_differ_as_computed_by_hand():
+    skews = [-0.9] * 5
+    # subtract: .9, 1.8 c->.8, 1.7 c->.7, 1.6 c->.6, 1.5 c
+    assert resample(skews, rng=0).copies.tolist() == [0, 1, 1, 1, 1]
+    # reset: .9, 1.8 c->0, .9, 1.8 c->0, .9
+    assert resample(skews, rng=0, accumulator="reset").copies.tolist() == [0, 1, 0, 1, 0]
+    assert resample(skews, tau2=2.0, rng=0).copies.tolist() == [0, 0, 1, 0, 1]
+
+
+def test_sampler_draws_a_fixed_length_epoch_from_the_multiset():
+    multiset = np.array([0, 0, 0, 2])  # sample 0 three times, sample 2 once
+    sampler = BiasAwareSampler(8, lambda epoch: multiset, seed=5)
+    sampler.set_epoch(3)
+    order = list(sampler)
+    assert len(order) == len(sampler) == 8
+    assert sorted(order) == [0] * 6 + [2] * 2  # two shuffled passes
+    sampler.set_epoch(3)
+    assert list(sampler) == order  # seeded by (seed, epoch)
+    plain = BiasAwareSampler(5, None, seed=0)
+    assert sorted(plain) == [0, 1, 2, 3, 4]
+    assert len(epoch_order(np.arange(10), 4, np.random.default_rng(0))) == 4
+
+
+# -- the skew table and the chosen attribute --------------------------------------------
+def _pool_samples() -> list[Sample]:
+    """doctor: gender x race (2 x 3) in one set; nurse: a set lacking race c."""
+    out = []
+    for g in ("f", "m"):
+        for r in ("a", "b", "c"):
+            out.append(
+                Sample(
+                    id=f"doc-{g}{r}",
+                    image=None,
+                    prompt="Is this person a doctor?",
+                    target="yes",
+                    task="probe",
+                    attributes={"gender": g, "race": r},
+                    concept="doctor",
+                    counterfactual_set="doc-set",
+                )
+            )
+    for g in ("f", "m"):
+        for r in ("a", "b"):
+            out.append(
+                Sample(
+                    id=f"nur-{g}{r}",
+                    image=None,
+                    prompt="Is this person a nurse?",
+                    target="yes",
+                    task="probe",
+                    attributes={"gender": g, "race": r},
+                    concept="nurse",
+                    counterfactual_set="nur-set",
+                )
+            )
+    return out
+
+
+# P(yes) per pool image; doctor ranking: m-a, m-b, f-a, m-c, f-b, f-c
+P_YES = {"doc-fa": 0.7, "doc-fb": 0.3, "doc-fc": 0.1, "doc-ma": 0.9, "doc-mb": 0.8, "doc-mc": 0.6}
+P_YES.update({"nur-fa": 0.9, "nur-fb": 0.8, "nur-ma": 0.2, "nur-mb": 0.1})
+
+
+def test_skew_table_and_chosen_attribute_by_hand():
+    samples = _pool_samples()
+    attrs = ["gender", "race"]
+    pools = build_pools(samples, attrs)
+    assert len(pools) == 10
+    scores = [P_YES[samples[i].id] for i in pools.items]
+    table = skew_table(scores, pools, attrs, k=3)
+    doc = table.skew
+    # doctor, K=3, top = m-a, m-b, f-a (pool 6: 3 m, 3 f, 2 of each race)
+    assert doc["gender"]["doctor"]["m"] == pytest.approx(math.log((2 / 3) / (3 / 6)))
+    assert doc["gender"]["doctor"]["f"] == pytest.approx(math.log((1 / 3) / (3 / 6)))
+    assert doc["race"]["doctor"]["a"] == pytest.approx(math.log(2.0))
+    assert doc["race"]["doctor"]["b"] == pytest.approx(0.0)
+    assert doc["race"]["doctor"]["c"] == 0.0  # absent from the top K: 0, not -inf
+    # nurse, K=3: top = f-a, f-b, m-a
+    assert doc["gender"]["nurse"]["f"] == pytest.approx(math.log((2 / 3) / 0.5))
+    # the nurse pool lacks race c: reported, not skewed
+    assert table.missing == [{"concept": "nurse", "attribute": "race", "values": ["c"]}]
+    assert "c" not in doc["race"]["nurse"]
+
+    extra = [
+        Sample("x1", None, "q", "yes", attributes={"gender": "f", "race": None}, concept="doctor", counterfactual_set="s"),
+        Sample("x2", None, "q", "yes", attributes={"gender": None, "race": "c"}, concept="nurse", counterfactual_set="s"),
+        Sample("x3", None, "q", "yes", attributes={"gender": "m", "race": "a"}, concept="chef", counterfactual_set="s"),
+    ]  # fmt: skip
+    skews, chosen = sample_skews(samples[:6] + extra, table, attrs)
+    ln = math.log
+    # f-a: gender -.405 vs race +.693 -> race; m-b: gender +.288 vs race 0 -> gender
+    np.testing.assert_allclose(
+        skews,
+        [ln(2), ln(2 / 3), ln(2 / 3), ln(2), ln(4 / 3), ln(4 / 3), ln(2 / 3), 0.0, 0.0],
+        atol=1e-12,
+    )
+    # f-b: gender ln(2/3) (|.405|) beats race b's 0; m-a: race ln 2 beats gender ln(4/3)
+    assert chosen[:6] == ["race", "gender", "gender", "race", "gender", "gender"]
+    assert chosen[6:] == ["gender", None, None]  # unknown race; missing value; no pool
+
+
+def test_check_asd_data_names_the_needed_columns():
+    samples = _pool_samples()
+    plain = [Sample(f"p{i}", None, "q", "yes", attributes={"gender": "f"}) for i in range(3)]
+    with pytest.raises(DataError) as err:
+        check_asd_data(plain)
+    msg = str(err.value)
+    assert "counterfactual_set, concept, attributes" in msg
+    assert "3 of 3 samples have no counterfactual_set" in msg and "'p0'" in msg
+    assert check_asd_data(samples) == ["gender", "race"]
+    with pytest.raises(DataError, match="'age' is not in the training data"):
+        check_asd_data(samples, ["age"])
+
+
+def test_config_validation_names_field_value_and_fix():
+    assert ASDConfig().tau1 == 1.0 and ASDConfig().accumulator == "subtract"
+    assert ASDConfig().weight_clip is None
+    for bad, field in (
+        ({"tau1": 0}, "tau1"),
+        ({"accumulator": "halve"}, "accumulator"),
+        ({"weight_clip": [2.0, 1.0]}, "weight_clip"),
+        ({"probe_template": "Is this person?"}, "probe_template"),
+        ({"variant": "fancy"}, "variant"),
+        ({"k": 0}, "k"),
+    ):
+        with pytest.raises(ConfigError, match=field):
+            ASDConfig(**bad)
+    with pytest.raises(ConfigError, match="method.variant"):
+        ASDConfig.from_dict({"variant": "naive"}, "asd")
+    with pytest.raises(ConfigError, match="known fields"):
+        ASDConfig.from_dict({"tau3": 1}, "asd")
+    cfg = ASDConfig.from_dict({"tau2": "2"}, "asd-sampling-only")
+    assert (cfg.resamples, cfg.reweights, cfg.tau2) == (True, False, 2.0)

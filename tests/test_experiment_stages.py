@@ -1,0 +1,128 @@
+"""Stage caching: config hashes, input tokens, --only / --force, resume after a crash."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fairvlm.errors import ConfigError
+from fairvlm.experiment.stages import DONE_FILE, Stage, StageGraph, config_hash
+
+
+class Recorder:
+    """Actions that write a file and count their calls; ``fail`` makes one raise once."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, bool]] = []
+        self.fail: set[str] = set()
+
+    def action(self, ctx):
+        self.calls.append((ctx.stage.id, ctx.resume))
+        (ctx.folder / "partial.txt").write_text("started")
+        if ctx.stage.id in self.fail:
+            self.fail.discard(ctx.stage.id)
+            raise RuntimeError("killed")
+        inputs = {k: (v / "out.txt").read_text() for k, v in ctx.inputs.items()}
+        (ctx.folder / "out.txt").write_text(json.dumps([ctx.stage.config, inputs]))
+
+
+def chain(rec: Recorder, b_value: int = 1) -> list[Stage]:
+    return [
+        Stage("s/data", "data", "s/data", {"n": 1}, rec.action),
+        Stage("s/base", "base", "s/base", {"steps": b_value}, rec.action, ["s/data"]),
+        Stage("s/audit/base", "audit", "s/audit/base", {"k": 1}, rec.action, ["s/base"]),
+        Stage("s/train/lora", "train", "s/train/lora", {"lr": 1}, rec.action, ["s/base"]),
+        Stage(
+            "s/audit/lora",
+            "audit",
+            "s/audit/lora",
+            {"k": 1},
+            rec.action,
+            ["s/base", "s/train/lora"],
+        ),
+    ]
+
+
+def ids(calls):
+    return [c[0] for c in calls]
+
+
+def test_hash_is_stable_and_config_sensitive():
+    assert config_hash("train", {"a": 1, "b": [1, 2]}) == config_hash(
+        "train", {"b": [1, 2], "a": 1}
+    )
+    assert config_hash("train", {"a": 1}) != config_hash("train", {"a": 2})
+    assert config_hash("train", {"a": 1}) != config_hash("audit", {"a": 1})
+
+
+def test_second_run_skips_everything(tmp_path):
+    rec = Recorder()
+    results = StageGraph(tmp_path, chain(rec)).run()
+    assert [r.status for r in results] == ["ran"] * 5
+    assert len(rec.calls) == 5
+    marker = json.loads((tmp_path / "s/base" / DONE_FILE).read_text())
+    rec2 = Recorder()
+    results = StageGraph(tmp_path, chain(rec2)).run()
+    assert rec2.calls == []
+    assert [r.status for r in results] == ["cached"] * 5
+    assert json.loads((tmp_path / "s/base" / DONE_FILE).read_text())["token"] == marker["token"]
+
+
+def test_changed_config_reruns_stage_and_downstream_only(tmp_path):
+    StageGraph(tmp_path, chain(Recorder())).run()
+    rec = Recorder()
+    StageGraph(tmp_path, chain(rec, b_value=2)).run()
+    assert ids(rec.calls) == ["s/base", "s/audit/base", "s/train/lora", "s/audit/lora"]
+    out = json.loads((tmp_path / "s/base/out.txt").read_text())
+    assert out[0] == {"steps": 2}
+
+
+def test_force_reruns_downstream_and_only_limits(tmp_path):
+    StageGraph(tmp_path, chain(Recorder())).run()
+    rec = Recorder()
+    StageGraph(tmp_path, chain(rec)).run(force=["s/train/lora"])
+    assert ids(rec.calls) == ["s/train/lora", "s/audit/lora"]
+    rec = Recorder()
+    StageGraph(tmp_path, chain(rec)).run(only=["audit"], force=["audit"])
+    assert ids(rec.calls) == ["s/audit/base", "s/audit/lora"]
+
+
+def test_only_needs_finished_inputs(tmp_path):
+    graph = StageGraph(tmp_path, chain(Recorder()))
+    with pytest.raises(ConfigError, match="needs 's/base'"):
+        graph.plan(only=["s/audit/base"])
+    with pytest.raises(ConfigError, match="matches no stage"):
+        graph.plan(only=["nonexistent"])
+
+
+def test_killed_stage_resumes_and_finished_ones_are_kept(tmp_path):
+    rec = Recorder()
+    rec.fail = {"s/train/lora"}
+    with pytest.raises(RuntimeError):
+        StageGraph(tmp_path, chain(rec)).run()
+    assert ids(rec.calls) == ["s/data", "s/base", "s/audit/base", "s/train/lora"]
+    assert not (tmp_path / "s/train/lora" / DONE_FILE).exists()
+    rec2 = Recorder()
+    results = StageGraph(tmp_path, chain(rec2)).run()
+    assert rec2.calls == [("s/train/lora", True), ("s/audit/lora", False)]
+    assert [r.status for r in results] == ["cached"] * 3 + ["ran"] * 2
+
+
+def test_partial_output_of_another_config_is_wiped(tmp_path):
+    rec = Recorder()
+    rec.fail = {"s/base"}
+    with pytest.raises(RuntimeError):
+        StageGraph(tmp_path, chain(rec)).run()
+    (tmp_path / "s/base/stale.bin").write_text("x")
+    rec2 = Recorder()
+    StageGraph(tmp_path, chain(rec2, b_value=3)).run()
+    assert rec2.calls[0] == ("s/base", False)
+    assert not (tmp_path / "s/base/stale.bin").exists()
+
+
+def test_pattern_matching():
+    st = Stage("clinical/train/lora", "train", "x", {}, lambda ctx: None)
+    assert st.matches("clinical") and st.matches("train") and st.matches("lora")
+    assert st.matches("clinical/*/lora") and st.matches("clinical/train")
+    assert not st.matches("social") and not st.matches("lor")

@@ -1,0 +1,164 @@
+"""Group metrics: equity-scaled forms, gaps, unknowns, small groups, bootstrap CIs."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairvlm.metrics import (
+    Metric,
+    accuracy,
+    es_fairclip,
+    es_fairllava,
+    group_report,
+    mean_metric,
+    percentile_ci,
+    replicate_indices,
+)
+
+
+def test_fairclip_check_from_methods():
+    # METHODS.md section 4: groups 0.7242, 0.7078, 0.6741, overall 0.6902 -> 0.6464.
+    assert round(es_fairclip(0.6902, [0.7242, 0.7078, 0.6741]), 4) == 0.6464
+    # FairLLaVA form on the same numbers: 0.6902 / (1 + (0.7242 - 0.6741)).
+    assert es_fairllava(0.6902, [0.7242, 0.7078, 0.6741]) == pytest.approx(0.6902 / 1.0501)
+
+
+def _toy():
+    # sex f: 3 of 4 right; m: 1 of 2 right; one unknown (right).
+    y_true = ["a", "a", "b", "b", "a", "b", "a"]
+    y_pred = ["a", "a", "b", "a", "a", "a", "a"]
+    sf = pd.DataFrame({"sex": ["f", "f", "f", "f", "m", "m", None]})
+    return y_true, y_pred, sf
+
+
+def test_group_values_gap_ratio_std_and_unknowns_by_hand():
+    y_true, y_pred, sf = _toy()
+    rep = group_report(accuracy, y_true, y_pred, sf, n_boot=0, min_group_size=3)
+    sex = rep.by_attribute["sex"]
+    assert rep.overall == pytest.approx(5 / 7)
+    assert sex.groups["f"].value == pytest.approx(0.75) and sex.groups["f"].n == 4
+    assert sex.groups["m"].value == pytest.approx(0.5) and sex.groups["m"].n == 2
+    assert sex.n_unknown == 1
+    assert sex.overall_known == pytest.approx(4 / 6)  # the unknown sample is left out
+    assert sex.gap == pytest.approx(0.25)
+    assert sex.ratio == pytest.approx(0.5 / 0.75)
+    assert sex.std == pytest.approx(0.125)
+    assert sex.es_fairclip == pytest.approx((4 / 6) / (1 + abs(0.75 - 4 / 6) + abs(0.5 - 4 / 6)))
+    assert sex.es_fairllava == pytest.approx((4 / 6) / 1.25)
+    assert sex.groups["m"].diff_to_overall == pytest.approx(0.5 - 4 / 6)
+    # Small groups are flagged, not dropped.
+    assert sex.groups["m"].small and not sex.groups["f"].small
+    assert sex.n_small == 1
+
+
+def test_intersections_and_all_unknown_attribute():
+    sf = pd.DataFrame(
+        {
+            "race": ["x", "x", "y", "y", "y", None],
+            "sex": ["f", "m", "f", "f", None, "m"],
+            "age": [None] * 6,
+        }
+    )
+    values = np.array([1.0, 0.0, 1.0, 0.5, 0.2, 0.9])
+    rep = group_report(mean_metric("v"), None, values, sf, n_boot=0)
+    inter = rep.by_attribute["race&sex"]
+    assert set(inter.groups) == {"x&f", "x&m", "y&f"}
+    assert inter.groups["y&f"].value == pytest.approx(0.75) and inter.groups["y&f"].n == 2
+    assert inter.n_unknown == 2  # unknown in either part -> unknown intersection
+    assert rep.by_attribute["age"].groups == {} and rep.by_attribute["age"].n_unknown == 6
+    # Intersections whose columns are absent are skipped without error.
+    rep2 = group_report(mean_metric("v"), None, values, sf[["sex"]], n_boot=0)
+    assert set(rep2.by_attribute) == {"sex"}
+
+
+def test_bootstrap_seeded_and_json_clean():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = np.where(rng.random(200) < 0.7, y, 1 - y)
+    sf = pd.DataFrame({"g": rng.choice(["a", "b", "c"], 200)})
+    a = group_report(accuracy, y, p, sf, n_boot=200, seed=3)
+    b = group_report(accuracy, y, p, sf, n_boot=200, seed=3)
+    c = group_report(accuracy, y, p, sf, n_boot=200, seed=4)
+    assert a.overall_ci == b.overall_ci and a.by_attribute["g"].gap_ci == b.by_attribute["g"].gap_ci
+    assert a.overall_ci != c.overall_ci
+    lo, hi = a.overall_ci
+    assert lo < a.overall < hi
+    d = a.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["by_attribute"]["g"]["groups"]["a"]["n"] == int((sf.g == "a").sum())
+
+
+def test_replicates_independent_of_chunking():
+    first = np.concatenate(list(replicate_indices(50, 30, seed=5)))
+    import fairvlm.metrics.bootstrap as bs
+
+    old = bs._CHUNK_CELLS
+    bs._CHUNK_CELLS = 100  # two replicates per chunk
+    try:
+        second = np.concatenate(list(replicate_indices(50, 30, seed=5)))
+    finally:
+        bs._CHUNK_CELLS = old
+    assert np.array_equal(first, second)
+
+
+def test_vectorised_bootstrap_equals_the_loop():
+    rng = np.random.default_rng(2)
+    y = rng.choice(["a", "b", "c"], 120).astype(object)
+    p = np.where(rng.random(120) < 0.6, y, rng.choice(["a", "b", None], 120)).astype(object)
+    sf = pd.DataFrame({"g": rng.choice(["u", "v"], 120), "h": rng.choice(["s", "t", None], 120)})
+    fast = group_report(accuracy, y, p, sf, n_boot=60, seed=7)
+    slow = group_report(
+        Metric("accuracy", accuracy.fn), y, p, sf, n_boot=60, seed=7
+    )  # no fast form
+    assert fast.overall_ci == pytest.approx(slow.overall_ci, abs=1e-12)
+    for attr in ("g", "h"):
+        assert fast.by_attribute[attr].gap_ci == pytest.approx(
+            slow.by_attribute[attr].gap_ci, abs=1e-12
+        )
+        for g in fast.by_attribute[attr].groups:
+            assert fast.by_attribute[attr].groups[g].ci == pytest.approx(
+                slow.by_attribute[attr].groups[g].ci, abs=1e-12
+            )
+
+
+def test_percentile_ci_ignores_undefined_replicates():
+    assert percentile_ci(np.array([np.nan, 1.0, 2.0, 3.0]), 0.5) == pytest.approx((1.5, 2.5))
+    assert all(math.isnan(v) for v in percentile_ci(np.array([np.nan, np.nan])))
+
+
+def _coverage_run(n_rep: int) -> float:
+    """Share of replications whose 95% gap CI covers the true gap (0.8 - 0.6 = 0.2)."""
+    covered = 0
+    for r in range(n_rep):
+        rng = np.random.default_rng(1000 + r)
+        group = np.repeat(["a", "b"], 300)
+        correct = np.where(group == "a", rng.random(600) < 0.8, rng.random(600) < 0.6)
+        rep = group_report(
+            mean_metric("acc"),
+            None,
+            correct.astype(float),
+            pd.Series(group, name="g"),
+            n_boot=1000,
+            seed=r,
+        )
+        lo, hi = rep.by_attribute["g"].gap_ci
+        covered += lo <= 0.2 <= hi
+    return covered / n_rep
+
+
+@pytest.mark.slow
+def test_gap_ci_coverage_100_replications():
+    assert _coverage_run(100) >= 0.90
+
+
+def test_gap_ci_coverage_quick():
+    # A fast version of the slow test above; it also bounds the bootstrap's cost.
+    t0 = time.perf_counter()
+    assert _coverage_run(20) >= 0.80
+    assert time.perf_counter() - t0 < 20
