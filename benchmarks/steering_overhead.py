@@ -8,12 +8,17 @@ and the medians are compared, which cancels most of the drift of a shared machin
 other operators / positions are printed for information. Goal: ratio <= 1.02. The last
 line is ``ratio=<number>``.
 
+The clock: on CPU, the process CPU time (``time.process_time``), which the other jobs of a
+shared machine do not inflate (wall time counts the time this process waits for a core);
+on CUDA, wall time after a synchronize. Wall-time medians are printed on CPU as well.
+
     python benchmarks/steering_overhead.py [--hidden 256 --layers 4 --batch 8 --tokens 16]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -79,16 +84,23 @@ def main() -> None:
         "pad_token_id": vlm.tokenizer.pad_token_id,
     }
 
-    def call(apply: dict | None) -> float:
-        if apply is None:
-            start = time.perf_counter()
-            with torch.inference_mode():
-                vlm.model.generate(**batch, **kwargs)
-            return _sync(start, args.device)
-        start = time.perf_counter()  # entering the context (vector to device) is counted
-        with vector.apply(vlm, **apply), torch.inference_mode():
+    on_cuda = args.device.startswith("cuda")
+
+    def call(apply: dict | None) -> tuple[float, float]:
+        """(wall seconds, clock seconds) of one generate; entering the steering context
+        (the checks, the vector moved to the device) is counted."""
+        if on_cuda:
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter(), time.process_time()
+        with contextlib.ExitStack() as stack:
+            if apply is not None:
+                stack.enter_context(vector.apply(vlm, **apply))
+            stack.enter_context(torch.inference_mode())
             vlm.model.generate(**batch, **kwargs)
-        return _sync(start, args.device)
+        if on_cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - wall
+        return wall, (wall if on_cuda else time.process_time() - cpu)
 
     setups = {
         "plain": None,
@@ -101,31 +113,35 @@ def main() -> None:
     }
     for apply in setups.values():  # warm-up
         call(apply)
-    times: dict[str, list[float]] = {name: [] for name in setups}
+    walls: dict[str, list[float]] = {name: [] for name in setups}
+    clocks: dict[str, list[float]] = {name: [] for name in setups}
     names = list(setups)
     for i in range(args.repeats):
         order = names if i % 2 == 0 else names[::-1]
         for name in order:
-            times[name].append(call(setups[name]))
-    med = {name: statistics.median(t) for name, t in times.items()}
+            wall, clock = call(setups[name])
+            walls[name].append(wall)
+            clocks[name].append(clock)
+    med = {name: statistics.median(t) for name, t in clocks.items()}
+    med_wall = {name: statistics.median(t) for name, t in walls.items()}
+    clock = "wall time" if on_cuda else "process CPU time"
     print(
         f"llava hidden={args.hidden} layers={args.layers} image={args.image_size}px "
         f"batch={args.batch} new_tokens={args.tokens} steered layers={layers} "
         f"device={args.device} threads={args.threads}; {args.repeats} alternating calls"
     )
-    for name, value in med.items():
-        print(
-            f"median generate: {name:<26} {value * 1000:8.1f} ms  ratio {value / med['plain']:.3f}"
+    for name in names:
+        line = (
+            f"median generate ({clock}): {name:<26} {med[name] * 1000:8.1f} ms  "
+            f"ratio {med[name] / med['plain']:.3f}"
         )
+        if not on_cuda:
+            line += (
+                f"   (wall {med_wall[name] * 1000:7.1f} ms, "
+                f"ratio {med_wall[name] / med_wall['plain']:.3f})"
+            )
+        print(line)
     print(f"ratio={med['add/all'] / med['plain']:.3f}")
-
-
-def _sync(start: float, device: str) -> float:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=None, help="K of Skew@K (default: half of each pool)")
     p.add_argument("--method-set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra ASD option for the asd variants, e.g. tau1=0.5")  # fmt: skip
+    p.add_argument("--audit-split", default="test",
+                   help="split of --data that is audited; tune hyperparameters on 'finetune' "
+                   "(with its own --out), report on 'test'")  # fmt: skip
     p.add_argument("--threads", type=int, default=1)
     return p.parse_args(argv)
 
@@ -60,14 +63,16 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def _audit(adapter: Any, data: str, out: Path, attributes: list[str], k: int | None) -> dict:
-    """Audit probe + concept on the test split; the study's four numbers (+ details)."""
+def _audit(
+    adapter: Any, data: str, out: Path, attributes: list[str], k: int | None, split: str = "test"
+) -> dict:
+    """Audit probe + concept on ``split``; the study's four numbers (+ details)."""
     from fairvlm.audit import AuditConfig, run_audit
     from fairvlm.metrics import MetricsConfig
 
     cfg = AuditConfig(
         tasks=["probe", "concept"],
-        split="test",
+        split=split,
         closed_mode="score",
         batch_size=64,
         progress=False,
@@ -144,7 +149,7 @@ def _run(args: argparse.Namespace, cmsc: Path, variant: str, seed: int, attrs: l
         callbacks=[ASDCallback()],
     )
     train_s = time.time() - start
-    row = _audit(result.adapter, args.data, run_dir / "audit", attrs, args.k)
+    row = _audit(result.adapter, args.data, run_dir / "audit", attrs, args.k, args.audit_split)
     row.update(
         variant=variant,
         seed=seed,
@@ -226,13 +231,23 @@ def main(argv: list[str] | None = None) -> int:
     attrs = sorted(dataset_metadata(args.data)["attributes"])
     cmsc = out / "cmsc"
     if not (cmsc / "fairvlm_metadata.json").is_file():
-        build_cmsc(cmsc, CMSCConfig(like=args.data, n_sets=args.sets, n_test_sets=0, tasks=args.cmsc_tasks,
-                   negatives=not args.no_negatives))
+        build_cmsc(
+            cmsc,
+            CMSCConfig(
+                like=args.data,
+                n_sets=args.sets,
+                n_test_sets=0,
+                tasks=args.cmsc_tasks,
+                negatives=not args.no_negatives,
+            ),
+        )
     base_file = out / "base.json"
     if base_file.is_file():
         base = json.loads(base_file.read_text())
     else:
-        base = _audit(load_vlm(args.base), args.data, out / "base_audit", attrs, args.k)
+        base = _audit(
+            load_vlm(args.base), args.data, out / "base_audit", attrs, args.k, args.audit_split
+        )
         _write_json(base_file, base)
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
     for seed in args.seeds:
@@ -249,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows]
         for v, rows in runs.items()
     }  # fmt: skip
-    print(f"\nASD ablation on {args.data} (attributes {', '.join(attrs)}; {args.steps} steps, "
+    print(f"\nASD ablation on {args.data}, split {args.audit_split} (attributes {', '.join(attrs)}; {args.steps} steps, "
           f"seeds {args.seeds}; mean ± 95% t-interval half-width)\n")  # fmt: skip
     print(table)
     print("\nskew estimated during training (epoch, MaxSkew, MinSkew on the CMSC pools), seed "

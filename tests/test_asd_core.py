@@ -3,6 +3,7 @@ the skew table of a hand-ranked pool, and the errors on bad data or config."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -13,10 +14,13 @@ from fairvlm.errors import ConfigError, DataError
 from fairvlm.mitigation.asd import (
     ASDConfig,
     BiasAwareSampler,
+    SkewEstimator,
+    SkewTable,
     build_pools,
     check_asd_data,
     drop_probability,
     epoch_order,
+    missing_values,
     resample,
     sample_skews,
     sfloss_weights,
@@ -194,3 +198,107 @@ def test_config_validation_names_field_value_and_fix():
         ASDConfig.from_dict({"tau3": 1}, "asd")
     cfg = ASDConfig.from_dict({"tau2": "2"}, "asd-sampling-only")
     assert (cfg.resamples, cfg.reweights, cfg.tau2) == (True, False, 2.0)
+
+
+# -- a hand-written table of skews: chosen attribute, weights, drops and copies together --
+def _table(skew: dict) -> SkewTable:
+    return SkewTable(skew=skew, per_concept={}, summary={})
+
+
+HAND = _table(
+    {
+        "gender": {"chef": {"f": -0.6, "m": 0.5}, "tool": {"f": 0.3, "m": -0.3}},
+        "race": {"chef": {"a": 0.6, "b": -0.2}, "tool": {"a": -0.9, "b": 0.1}},
+        "age": {"chef": {"young": 1.2, "old": -1.2}},  # no age skew for "tool"
+    }
+)
+
+
+def _s(i: int, concept: str, **attrs: str | None) -> Sample:
+    return Sample(f"h{i}", None, "q", "yes", attributes=attrs, concept=concept)
+
+
+def test_chosen_attribute_on_a_hand_table_keeps_sign_and_breaks_ties_in_order():
+    samples = [
+        _s(0, "chef", gender="f", race="a", age=None),  # |-0.6| = |0.6|: tie -> gender (first)
+        _s(1, "chef", gender="m", race="b", age="old"),  # age |-1.2| wins, sign kept
+        _s(2, "tool", gender="f", race="a", age="young"),  # race -0.9; no age skew for tool
+        _s(3, "tool", gender="m", race="b", age="old"),  # gender -0.3 beats race 0.1
+        _s(4, "chef", gender=None, race="b", age=None),  # only race known
+        _s(5, "nurse", gender="f", race="a", age="old"),  # concept not in the table
+    ]
+    skews, chosen = sample_skews(samples, HAND, ["gender", "race", "age"])
+    np.testing.assert_allclose(skews, [-0.6, -1.2, -0.9, -0.3, -0.2, 0.0])
+    assert chosen == ["gender", "age", "race", "gender", "race", None]
+    # order of ``attributes`` decides the tie: race first -> race's +0.6 is chosen
+    skews_r, chosen_r = sample_skews(samples[:1], HAND, ["race", "gender"])
+    assert (skews_r.tolist(), chosen_r) == ([0.6], ["race"])
+    # only the named attributes count: without age, sample 1 takes gender +0.5
+    skews_g, chosen_g = sample_skews(samples[1:2], HAND, ["gender", "race"])
+    assert (skews_g.tolist(), chosen_g) == ([0.5], ["gender"])
+
+
+def test_weights_drops_and_copies_of_a_hand_table():
+    skews = np.array([0.5, -1.2, -0.9, -0.3, -0.2, 0.0, 1.2, 0.6])
+    np.testing.assert_allclose(sfloss_weights(skews), np.exp(-skews), rtol=1e-6)
+    np.testing.assert_allclose(
+        drop_probability(skews, tau1=1.0), [1 / 3, 0, 0, 0, 0, 0, 1.2 / 2.2, 0.6 / 1.6]
+    )
+    np.testing.assert_allclose(drop_probability(skews, tau1=0.5)[[0, 6]], [0.5, 1.2 / 1.7])
+    # tau1 -> 0 drops every positive skew for sure, so the multiset is exact:
+    # accumulator 1.2 -> copy of 1 (.2 left); 1.1 -> copy of 2 (.1); .4; .6; .6 (0 adds 0)
+    out = resample(skews, tau1=1e-12, tau2=1.0, rng=0)
+    assert out.dropped.tolist() == [True, False, False, False, False, False, True, True]
+    assert out.copies.tolist() == [0, 1, 1, 0, 0, 0, 0, 0]
+    assert out.indices.tolist() == [1, 1, 2, 2, 3, 4, 5]
+    assert out.stats() == {"asd/n_dropped": 3.0, "asd/n_copies": 2.0, "asd/n_resampled": 7.0}
+    # tau2 = 0.5: 1.2 -> copy (.7); .7 + .9 = 1.6 -> copy (1.1); 1.4 -> copy (.9);
+    # 1.1 -> copy (.6); skew 0 adds nothing but the carried .6 > .5 -> copy (.1): at most
+    # one copy per sample, so a surplus carries over to the next non-positive sample
+    half = resample(skews, tau1=1e-12, tau2=0.5, rng=0)
+    assert half.copies.tolist() == [0, 1, 1, 1, 1, 1, 0, 0]
+    reset = resample(skews, tau1=1e-12, tau2=0.5, rng=0, accumulator="reset")
+    # reset: 1.2 c -> 0; .9 c -> 0; .3; .5 (not > .5); .5
+    assert reset.copies.tolist() == [0, 1, 1, 0, 0, 0, 0, 0]
+    # a huge tau1 drops (almost) nothing; a huge tau2 copies nothing
+    assert resample(skews, tau1=1e12, tau2=1e12, rng=0).indices.tolist() == list(range(8))
+
+
+def test_check_asd_data_names_each_missing_column_with_counts():
+    ok = _pool_samples()
+    partial = [dataclasses.replace(s) for s in ok]
+    partial[0].concept = None
+    partial[1].concept = ""
+    partial[2].attributes = {"gender": None, "race": None}
+    with pytest.raises(DataError) as err:
+        check_asd_data(partial)
+    msg = str(err.value)
+    assert "needs the columns counterfactual_set, concept, attributes" in msg
+    assert "2 of 10 samples have no concept (e.g. 'doc-fa', 'doc-fb')" in msg
+    assert "1 of 10 samples have no attributes (e.g. 'doc-fc')" in msg
+    assert "counterfactual_set (" not in msg  # every sample has a set: not blamed
+    with pytest.raises(DataError, match="samples=\\[\\] is empty"):
+        check_asd_data([])
+    one_value = [dataclasses.replace(s, attributes={"gender": "f"}) for s in ok]
+    with pytest.raises(DataError, match="no attribute of the training data has >= 2"):
+        check_asd_data(one_value)
+    with pytest.raises(DataError, match="'gender' has 1 known value"):
+        check_asd_data(one_value, ["gender"])
+
+
+def test_a_pool_lacking_a_value_is_reported_not_skewed():
+    samples = _pool_samples()  # the nurse set has no race "c"
+    with pytest.warns(UserWarning, match="'nurse' has no image with race=c"):
+        est = SkewEstimator(None, samples, ["gender", "race"], ASDConfig(progress=False))
+    assert est.missing == [{"concept": "nurse", "attribute": "race", "values": ["c"]}]
+    assert missing_values(est.pools, ["gender"]) == []
+    # one probe per pool image, about the image's own concept
+    assert len(est.probes) == 10
+    assert {p.prompt for p in est.probes} == {"Is this person a doctor?", "Is this person a nurse?"}
+    assert all(p.options == ["yes", "no"] and p.target is None for p in est.probes)
+    # a nurse image of race "a" has a race skew; nothing is invented for race "c"
+    pools = est.pools
+    scores = [P_YES[samples[i].id] for i in pools.items]
+    table = skew_table(scores, pools, ["gender", "race"], k=3)
+    assert set(table.skew["race"]["nurse"]) == {"a", "b"}
+    assert sorted(table.skew["race"]["doctor"]) == ["a", "b", "c"]

@@ -168,3 +168,29 @@ def test_registry_matches_cli_formats():
     from fairvlm.commands.data import FORMATS
 
     assert set(FORMATS) == set(READERS)
+
+
+def test_ham10000_missing_image_names_the_id_and_the_folder(tmp_path):
+    ham10000(tmp_path)
+    (tmp_path / "HAM10000_images_part_2" / "ISIC_0000002.jpg").unlink()
+    with pytest.raises(DataError) as err:
+        read_ham10000(tmp_path)
+    msg = str(err.value)
+    assert "row 2, column 'image_id'" in msg and "None" not in msg
+    assert "no ISIC_0000002.jpg or .jpeg anywhere under" in msg and str(tmp_path) in msg
+    skipped = read_ham10000(tmp_path, skip_bad=True).metadata["skipped"]
+    assert skipped["count"] == 1
+    assert skipped["by_reason"] == {"image_id: image not found": 1}
+
+
+def test_fitzpatrick_missing_image_names_the_id_the_folder_and_the_url(tmp_path):
+    fitz = tmp_path / "fitz"
+    fitzpatrick(fitz)
+    md5 = f"{2:032x}"
+    (fitz / "images" / f"{md5}.jpg").unlink()
+    with pytest.raises(DataError) as err:
+        read_fitzpatrick17k(fitz)
+    msg = str(err.value)
+    assert "row 3, column 'md5hash'" in msg and "None" not in msg
+    assert f"no {md5}.jpg, .jpeg or .png anywhere under {str(fitz)!r}" in msg
+    assert "download it from https://example.org/2.jpg" in msg

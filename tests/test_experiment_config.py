@@ -218,3 +218,11 @@ def test_composition_shares_the_training_stage(tmp_path, tiny_llava):
     comp = plan.stages[-1]
     assert comp.deps == ["exp/data", "exp/train/asd", "exp/steer/asd+steering-contrastive"]
     assert plan.stages[-2].config["train"] == "exp/train/asd"  # the vector is built on it
+
+
+def test_jobs_must_be_a_positive_integer(tmp_path):
+    ok = load("jobs: 2\nthreads: 1\ndata: {synth: clinical}\n", tmp_path)
+    assert (ok.jobs, ok.threads) == (2, 1)
+    assert load("data: {synth: clinical}\n", tmp_path).jobs == 1
+    msg = error_of("name: x\njobs: 0\ndata: {synth: clinical}\n", tmp_path)
+    assert "exp.yaml:2: jobs" in msg and "positive integer" in msg

@@ -126,3 +126,83 @@ def test_pattern_matching():
     assert st.matches("clinical") and st.matches("train") and st.matches("lora")
     assert st.matches("clinical/*/lora") and st.matches("clinical/train")
     assert not st.matches("social") and not st.matches("lor")
+
+
+# -- parallel runs (worker processes) ------------------------------------------------------
+def timed_action(ctx):
+    """A picklable action for worker processes: prints a line (captured to stage.log),
+    sleeps ``sleep`` seconds, records when it ran and what its inputs wrote, and raises
+    when its config says ``fail`` and no ``ok`` file was put in the run folder."""
+    import time
+
+    print(f"hello from {ctx.stage.id}")
+    start = time.time()
+    if ctx.stage.config.get("fail") and not (ctx.run_dir / "ok").exists():
+        raise RuntimeError(f"boom in {ctx.stage.id}")
+    time.sleep(ctx.stage.config.get("sleep", 0))
+    inputs = {k: json.loads((v / "out.json").read_text())["id"] for k, v in ctx.inputs.items()}
+    out = {"id": ctx.stage.id, "inputs": inputs, "start": start, "end": time.time()}
+    (ctx.folder / "out.json").write_text(json.dumps(out))
+
+
+def forked(fail: bool = False) -> list[Stage]:
+    """Two studies: a's base feeds two independent stages; b is independent of a."""
+    return [
+        Stage("a/data", "data", "a/data", {}, timed_action),
+        Stage("a/base", "base", "a/base", {}, timed_action, ["a/data"]),
+        Stage("a/x", "train", "a/x", {"sleep": 1.5}, timed_action, ["a/base"]),
+        Stage("a/y", "train", "a/y", {"sleep": 1.5, "fail": fail}, timed_action, ["a/base"]),
+        Stage("a/audit", "audit", "a/audit", {}, timed_action, ["a/x", "a/y"]),
+        Stage("b/data", "data", "b/data", {"sleep": 0.5}, timed_action),
+    ]
+
+
+def _out(root, sid):
+    return json.loads((root / sid / "out.json").read_text())
+
+
+def test_parallel_run_respects_inputs_and_overlaps_independent_stages(tmp_path):
+    from fairvlm.experiment.parallel import run_parallel
+
+    events = []
+    graph = StageGraph(tmp_path, forked(), capture=True)
+    results = run_parallel(graph, 2, progress=lambda i, n, st, status, s: events.append(
+        (st.id, status)))  # fmt: skip
+    assert [r.stage.id for r in results] == [s.id for s in forked()]
+    assert all(r.status == "ran" for r in results)
+    for stage in forked():
+        out = _out(tmp_path, stage.id)
+        assert sorted(out["inputs"]) == sorted(stage.deps)
+        for dep in stage.deps:  # an input had finished before the stage started
+            assert _out(tmp_path, dep)["end"] <= out["start"]
+        assert f"hello from {stage.id}" in (tmp_path / stage.id / "stage.log").read_text()
+    x, y = _out(tmp_path, "a/x"), _out(tmp_path, "a/y")
+    assert max(x["start"], y["start"]) < min(x["end"], y["end"])  # ran at the same time
+    assert [e for e in events if e[1] == "done"] and len(events) == 2 * len(forked())
+
+    again = run_parallel(StageGraph(tmp_path, forked()), 2)
+    assert [r.status for r in again] == ["cached"] * len(forked())
+
+
+def test_parallel_failure_names_the_stage_and_keeps_finished_ones(tmp_path):
+    from fairvlm.experiment.parallel import StageFailed, run_parallel
+
+    with pytest.raises(StageFailed, match=r"'a/y' failed: RuntimeError: boom in a/y"):
+        run_parallel(StageGraph(tmp_path, forked(fail=True), capture=True), 2)
+    assert (tmp_path / "a/x" / DONE_FILE).exists()  # finished beside the failure
+    assert not (tmp_path / "a/y" / DONE_FILE).exists()
+    assert not (tmp_path / "a/audit").exists()  # never started
+    assert "hello from a/y" in (tmp_path / "a/y/stage.log").read_text()
+
+    (tmp_path / "ok").write_text("")
+    resumed = run_parallel(StageGraph(tmp_path, forked(fail=True)), 2)
+    status = {r.stage.id: r.status for r in resumed}
+    assert status == {"a/data": "cached", "a/base": "cached", "a/x": "cached",
+                      "a/y": "ran", "a/audit": "ran", "b/data": "cached"}  # fmt: skip
+
+
+def test_captured_output_goes_to_the_stage_log(tmp_path, capfd):
+    graph = StageGraph(tmp_path, forked()[:1], capture=True)
+    graph.run()
+    assert "hello from a/data" in (tmp_path / "a/data/stage.log").read_text()
+    assert "hello from" not in capfd.readouterr().out

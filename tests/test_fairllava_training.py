@@ -239,3 +239,43 @@ def test_probe_warns_when_the_estimator_is_fooled(tiny_llava, tmp_path, capsys):
     assert abs(row["club_mi"]) < 0.05 and row["balanced_accuracy"] > 0.9
     assert row["fooled"] is True
     assert FOOLED in capsys.readouterr().out
+
+
+def test_probe_flags_a_negative_club_estimate(tiny_llava):
+    from sklearn.linear_model import LogisticRegression
+
+    from fairvlm.mitigation.fairllava import CLUBHead, run_probe
+    from fairvlm.mitigation.fairllava.probe import collect
+
+    vlm = load_vlm(tiny_llava)
+    samples = group_samples(40, seed=1)
+    space = AttributeSpace.from_samples(samples)
+    y = AttributeSpace(values={"skin_tone": space.values["skin_tone"]}).encode(samples)[0][:, 0]
+    reader = LayerReader(0.5, "image", "mean", True)
+    reader.attach(vlm)
+    try:
+        z, valid = collect(vlm, reader, samples)
+        assert valid.all()
+        fit = LogisticRegression(max_iter=2000).fit(z, y)
+        w, b = torch.tensor(fit.coef_[0]).float(), float(fit.intercept_[0])
+
+        def head(sign: float) -> CLUBHead:
+            # logits [0, s (w.z + b)]: s=+1 is the fitted classifier, s=-1 its opposite
+            h = CLUBHead(z.shape[1], 2, scale=3.0)
+            with torch.no_grad():
+                h.net.weight.copy_(torch.stack([torch.zeros_like(w), sign * w]))
+                h.net.bias.copy_(torch.tensor([0.0, sign * b]))
+            return h
+
+        with pytest.warns(UserWarning, match=FOOLED) as caught:
+            (bad,) = run_probe(vlm, reader, samples, space, ["skin_tone"], {"skin_tone": head(-1)})
+        (good,) = run_probe(vlm, reader, samples, space, ["skin_tone"], {"skin_tone": head(1)})
+    finally:
+        reader.remove()
+    # an anti-informative head: CLUB far below zero while the probe decodes skin tone
+    assert bad.club_mi < -0.3 and bad.balanced_accuracy > 0.9
+    assert bad.fooled is True
+    assert "negative" in str(caught[0].message)
+    # the fitted head itself: a large positive estimate agrees with the probe
+    assert good.club_mi > 0.3 and good.balanced_accuracy > 0.9
+    assert good.fooled is False

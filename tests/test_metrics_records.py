@@ -195,3 +195,54 @@ def test_cli_recomputes_from_records(tmp_path, capsys):
     # Attributes absent from a task are not audited there.
     assert "gender" not in saved["tasks"]["vqa"]["metrics"]["accuracy"]["by_attribute"]
     assert main(["metrics", str(tmp_path / "missing.parquet")]) == 2
+
+
+def test_cli_reuses_the_audit_folders_metric_settings(tmp_path, capsys):
+    import yaml
+
+    df = pd.concat([vqa_records(), probe_describe_records()], ignore_index=True)
+    df.to_parquet(tmp_path / "records.parquet")
+    saved = {
+        "n_boot": 0,
+        "label_synonyms": {"melanoma": ["cannot tell"]},
+        "lexicon": {"medic": ["doctor"]},
+        "intersections": [["skin_tone", "sex"]],
+    }
+    doc = {"audit": {"split": "test", "metrics": saved}, "model": "m-label", "data": "d-label"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(doc))
+    out = tmp_path / "metrics.json"
+    assert main(["metrics", str(tmp_path), "--out", str(out)]) == 0
+    assert "metric settings from" in capsys.readouterr().err
+    got = json.loads(out.read_text())
+    expected = compute_metrics(
+        read_records(tmp_path), model="m-label", data="d-label", config=MetricsConfig(**saved)
+    )
+    assert got == json.loads(json.dumps(expected))
+    # The synonym parses "I cannot tell" (a melanoma) as melanoma: 9/12 right, not 8/12.
+    assert got["tasks"]["vqa"]["metrics"]["accuracy"]["overall"] == pytest.approx(9 / 12)
+    assert list(got["tasks"]["describe"]["metrics"]["mention_rate"]["by_lexicon"]) == ["medic"]
+    assert got["config"]["intersections"] == [["skin_tone", "sex"]]
+    # Given flags override the saved settings; the others are kept.
+    assert main(["metrics", str(tmp_path), "--out", str(out), "--n-boot", "20", "--seed", "3"]) == 0
+    got = json.loads(out.read_text())
+    assert (got["config"]["n_boot"], got["config"]["seed"]) == (20, 3)
+    assert got["config"]["label_synonyms"] == {"melanoma": ["cannot tell"]}
+    assert got["tasks"]["vqa"]["metrics"]["accuracy"]["ci"][0] is not None
+    # --ignore-config: library defaults (no synonyms, 8/12 right).
+    assert (
+        main(["metrics", str(tmp_path), "--out", str(out), "--ignore-config", "--n-boot", "0"]) == 0
+    )
+    got = json.loads(out.read_text())
+    assert got["model"] is None and got["config"]["label_synonyms"] == {}
+    assert got["tasks"]["vqa"]["metrics"]["accuracy"]["overall"] == pytest.approx(8 / 12)
+
+
+def test_cli_bad_saved_metrics_config_is_a_clear_error(tmp_path, capsys):
+    import yaml
+
+    vqa_records().to_parquet(tmp_path / "records.parquet")
+    doc = {"audit": {"metrics": {"n_bootstrap": 5}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(doc))
+    assert main(["metrics", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "audit.metrics" in err and "--ignore-config" in err

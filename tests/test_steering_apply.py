@@ -154,6 +154,12 @@ def test_bad_input_fails_before_any_hook(tiny_vlm):
             pytest.fail("the block must not run")
     with pytest.raises(ConfigError, match="operator"), _vector(vlm).apply(vlm, operator="mul"):
         pass
+    layer_out_of_range = _vector(vlm).apply(vlm, layers=[5])
+    with (
+        pytest.raises(ConfigError, match=r"subset of the vector's layers \[1\]"),
+        layer_out_of_range,
+    ):
+        pytest.fail("the block must not run")
     assert _hook_counts(vlm) == counts
 
 
@@ -216,12 +222,24 @@ def _per_sample_equals_batched(vlm, samples, vec, **kw):
     return batched, single
 
 
-@pytest.mark.parametrize("operator", ["add", "ablate_then_add"])
-def test_batched_equals_per_sample(tiny_vlm, make_samples, operator):
+@pytest.mark.parametrize(
+    ("operator", "positions"),
+    [
+        ("add", "all"),
+        ("ablate_then_add", "all"),
+        ("add", "generated"),  # the prefill / decode split must not depend on the padding
+        ("ablate_then_add", "prompt"),
+    ],
+)
+def test_batched_equals_per_sample(tiny_vlm, make_samples, operator, positions):
     vlm = tiny_vlm("llava")
     samples = make_samples(4)  # prompts of different lengths: left padding in the batch
+    mask = vlm.collate(samples)["attention_mask"]
+    assert (mask[:, 0] == 0).any() and mask[:, -1].all()  # the batch is left-padded
     vec = _vector(vlm, layers=(0, 1), norm=6.0)
-    batched, single = _per_sample_equals_batched(vlm, samples, vec, operator=operator, scale=1.0)
+    batched, single = _per_sample_equals_batched(
+        vlm, samples, vec, operator=operator, positions=positions, scale=1.0
+    )
     assert batched == single
     assert batched != vlm.generate(samples, max_new_tokens=5)
 

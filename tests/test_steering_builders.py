@@ -113,6 +113,9 @@ def test_contrastive_config_errors():
         ContrastiveConfig(position="first")
     with pytest.raises(ConfigError, match="not a ContrastiveConfig field"):
         ContrastiveConfig.from_dict({"layer": 3})
+    for empty in ([], ""):  # an empty attribute lexicon would make every sample neutral
+        with pytest.raises(ConfigError, match="lexicon"):
+            ContrastiveConfig(lexicon=empty)
 
 
 @pytest.mark.parametrize("target", ["pixels", "vision", "projector"])
@@ -158,6 +161,8 @@ def test_gradient_bad_input_before_model_work(tiny_vlm):
     vlm = tiny_vlm("llava")
     with pytest.raises(ConfigError, match="words"):
         GradientConfig(words=[])
+    with pytest.raises(ConfigError, match="words"):
+        GradientConfig(words=["", "  "])
     with pytest.raises(ConfigError, match="words"):
         build_gradient(vlm, images=["unused.png"], config={"words": []})
     with pytest.raises(ModelError, match="layer 5 is out of range"):

@@ -200,3 +200,30 @@ def test_cli_bad_input(tiny_llava, social_dir, tmp_path, capsys):
     )
     assert rc == 2 and "hidden_size=16" in capsys.readouterr().err
     assert not (tmp_path / "s" / "runs").exists()
+
+
+def test_audit_steer_bad_vector_fails_before_generation(tiny_llava, social_dir, tmp_path, capsys):
+    """A vector of another hidden size / a bad operator: exit 2, no output record written."""
+    common = [str(tiny_llava), str(social_dir), "--tasks", "describe", "--no-progress"]
+    SteeringVector({0: torch.ones(16)}).save(tmp_path / "w.safetensors")
+    rc = main(
+        ["audit", *common, "--out", str(tmp_path / "a"), "--steer", str(tmp_path / "w.safetensors")]
+    )
+    assert rc == 2 and "hidden_size=16" in capsys.readouterr().err
+    SteeringVector({1: torch.ones(32)}, num_layers=2).save(tmp_path / "v.safetensors")
+    rc = main(
+        [
+            "audit",
+            *common,
+            "--out",
+            str(tmp_path / "b"),
+            "--steer",
+            str(tmp_path / "v.safetensors"),
+            "--steer-operator",
+            "mul",
+        ]
+    )
+    assert rc == 2 and "operator='mul'" in capsys.readouterr().err
+    for out in ("a", "b"):
+        written = sorted(p.name for p in (tmp_path / out).rglob("*") if p.is_file())
+        assert not [name for name in written if name.endswith(".parquet")], written

@@ -38,6 +38,17 @@ def test_round_trip_keeps_tensors_and_metadata(tmp_path):
     assert not list(tmp_path.glob("sub/.*tmp"))  # atomic write left no temp file
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_round_trip_keeps_the_dtype(tmp_path, dtype):
+    """Not only float32: a bf16 or float64 vector comes back bit-equal, same dtype."""
+    g = torch.Generator().manual_seed(1)
+    vec = SteeringVector({3: (torch.randn(48, generator=g) / 3).to(dtype)}, num_layers=6)
+    back = SteeringVector.load(vec.save(tmp_path / "v.safetensors"))
+    assert back.vectors[3].dtype == dtype
+    assert torch.equal(back.vectors[3], vec.vectors[3])
+    assert back.metadata() == vec.metadata()
+
+
 def test_load_rejects_foreign_safetensors(tmp_path):
     from safetensors.torch import save_file
 

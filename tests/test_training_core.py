@@ -246,3 +246,43 @@ def test_label_vocabulary_comes_from_closed_questions():
     attrs, labels = space.encode(samples)
     assert labels.tolist() == [0, 1, -1]
     assert attrs[:, 0].tolist() == [0, -1, 1]
+
+
+def test_resume_of_a_finished_run_does_not_train_again(tiny_llava, tmp_path, capsys):
+    # 20 samples / batch 4: the run ends mid-epoch, where the Trainer used to replay a step
+    cfg = train_cfg({"lambdas": {"skin_tone": 0.5}})
+    data = group_samples(20)
+    out = tmp_path / "o"
+    full = train(tiny_llava, data, "fairllava", cfg, out, probe_data=[])
+    files = ("adapter_model.safetensors", "heads.safetensors", "training_log.jsonl")
+    before = {name: (out / name).read_bytes() for name in files}
+    again = train(tiny_llava, data, "fairllava", cfg, out, resume=True, probe_data=[])
+    assert again.global_step == full.global_step == 4
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-4"]
+    assert {name: (out / name).read_bytes() for name in files} == before
+    assert again.log_history == _json_rows(out / "training_log.jsonl")
+    assert "already reached max_steps=4: not training again" in capsys.readouterr().out
+    # killed after the last checkpoint, before the final outputs: they are written from it
+    for name in files:
+        (out / name).unlink()
+    third = train(tiny_llava, data, "fairllava", cfg, out, resume=True, probe_data=[])
+    assert "writing the final outputs" in capsys.readouterr().out
+    assert third.global_step == 4
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-4"]
+    for name in ("adapter_model.safetensors", "heads.safetensors"):
+        a, b = load_file(tmp_path / "o" / name), _tensors(before[name])
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+
+
+def _json_rows(path):
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _tensors(data: bytes) -> dict:
+    from safetensors.torch import load
+
+    return load(data)

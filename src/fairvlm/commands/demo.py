@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="append", default=[], metavar="STAGE", help="as in `fairvlm run`"
     )
+    from fairvlm.commands.run import add_worker_flags
+
+    add_worker_flags(parser)
     parser.add_argument(
         "--show-config", action="store_true", help="print the shipped experiment YAML and exit"
     )
@@ -39,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
         from fairvlm.experiment import run_experiment
 
-        result = run_experiment(path, args.out, only=args.only, force=args.force)
+        result = run_experiment(
+            path, args.out, only=args.only, force=args.force, jobs=args.jobs, verbose=args.verbose
+        )
     print(
         f"{len(result.ran)} stages ran, {len(result.cached)} up to date in "
         f"{result.seconds:.1f}s; open {result.report or result.out_dir}"

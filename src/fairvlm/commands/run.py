@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_stage_flags(parser: argparse.ArgumentParser) -> None:
-    """``--only``, ``--force``, ``--quick`` (shared with ``fairvlm demo``)."""
+    """``--only``, ``--force``, ``--jobs``, ``--verbose``, ``--quick``."""
     parser.add_argument(
         "--only",
         action="append",
@@ -29,8 +29,27 @@ def add_stage_flags(parser: argparse.ArgumentParser) -> None:
         metavar="STAGE",
         help="rerun the matching stages (and those that depend on them) even if up to date",
     )
+    add_worker_flags(parser)
     parser.add_argument(
         "--quick", action="store_true", help="apply the experiment's quick: overrides"
+    )
+
+
+def add_worker_flags(parser: argparse.ArgumentParser) -> None:
+    """``--jobs`` and ``--verbose`` (shared with ``fairvlm demo``)."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="stages run at once, each in its own worker process (default: the "
+        "experiment's jobs:, else 1)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show each stage's own output (progress bars, training logs) instead of "
+        "writing it to stage.log in the stage's folder",
     )
 
 
@@ -43,7 +62,13 @@ def run(args: argparse.Namespace) -> int:
     from fairvlm.experiment import run_experiment
 
     result = run_experiment(
-        args.experiment, args.out, only=args.only, force=args.force, quick=args.quick
+        args.experiment,
+        args.out,
+        only=args.only,
+        force=args.force,
+        quick=args.quick,
+        jobs=args.jobs,
+        verbose=args.verbose,
     )
     print(
         f"{len(result.ran)} stages ran, {len(result.cached)} up to date, "

@@ -5,6 +5,8 @@ audit and a list of methods compared on it::
 
     name: demo
     seed: 0
+    threads: 1              # torch threads per process
+    jobs: 2                 # stages run at once, each in its own worker process
     studies:
       clinical:
         data: {synth: clinical, overrides: {n_train: 600}}    # or {path: DIR}
@@ -62,7 +64,7 @@ KNOWN_METHODS = (*TRAIN_METHODS, *STEER_METHODS)
 BASE = "base"
 BENCHES = ("clinical", "social")
 _STUDY_KEYS = ("data", "model", "audit", "train", "methods", "summary")
-_TOP_KEYS = ("name", "seed", "threads", "studies", "quick", "report", *_STUDY_KEYS)
+_TOP_KEYS = ("name", "seed", "threads", "jobs", "studies", "quick", "report", *_STUDY_KEYS)
 
 
 @dataclass
@@ -169,6 +171,7 @@ class ExperimentConfig:
     name: str
     seed: int = 0
     threads: int = 1
+    jobs: int = 1
     studies: dict[str, StudySpec] = field(default_factory=dict)
     report: ReportSpec = field(default_factory=ReportSpec)
     source: str = "<string>"
@@ -392,6 +395,7 @@ def parse_experiment(
     d.pop("quick", None)
     seed = _int(d.get("seed", 0), ("seed",), marks, "an integer seed") or 0
     threads = _positive(d.get("threads", 1), ("threads",), marks) or 1
+    jobs = _positive(d.get("jobs", 1), ("jobs",), marks) or 1
     rep = _mapping(d.get("report"), ("report",), marks, ("samples_per_group",))
     per_group = _positive(rep.get("samples_per_group", 2), ("report", "samples_per_group"), marks)
     report = ReportSpec(per_group or 2)
@@ -417,7 +421,7 @@ def parse_experiment(
 
     for sname, study in studies.items():
         validate_study(study, where[sname], marks)
-    return ExperimentConfig(name, seed, threads, studies, report, marks.source, d)
+    return ExperimentConfig(name, seed, threads, jobs, studies, report, marks.source, d)
 
 
 def load_experiment(

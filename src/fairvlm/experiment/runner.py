@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from fairvlm.errors import bad_value
 from fairvlm.experiment.config import ExperimentConfig, load_experiment
 from fairvlm.experiment.plan import StudyPlan, plan_experiment
-from fairvlm.experiment.stages import Stage, StageGraph, StageResult, write_json
+from fairvlm.experiment.stages import LOG_FILE, Stage, StageGraph, StageResult, log_tail, write_json
 from fairvlm.experiment.summary import format_table, study_summary
 
 SUMMARY_FILE = "summary.json"
@@ -49,20 +50,32 @@ class RunResult:
 
 
 class StageProgress:
-    """The stage display: one line per stage with its index, status and time."""
+    """The stage display: a line when a stage starts and one when it ends (index, status,
+    time, total elapsed); a failed stage's line is followed by the end of its output."""
 
-    def __init__(self, stream: TextIO | None = None):
+    def __init__(self, stream: TextIO | None = None, run_dir: Path | None = None):
         self.stream = stream or sys.stdout
+        self.run_dir = run_dir
         self.start = time.perf_counter()
 
     def __call__(self, i: int, n: int, stage: Stage, status: str, seconds: float) -> None:
         total = time.perf_counter() - self.start
+        head = f"[{i:>2}/{n}] {stage.id:<40}"
         if status == "running":
-            msg = f"[{i:>2}/{n}] {stage.id:<40} running ...    (elapsed {total:6.1f}s)"
+            msg = f"{head} running ...     (elapsed {total:6.1f}s)"
         elif status == "cached":
-            msg = f"[{i:>2}/{n}] {stage.id:<40} cached (up to date)"
-        else:
-            msg = f"[{i:>2}/{n}] {stage.id:<40} done in {seconds:6.1f}s (elapsed {total:6.1f}s)"
+            msg = f"{head} cached (up to date)"
+        elif status == "done":
+            msg = f"{head} done in {seconds:6.1f}s (elapsed {total:6.1f}s)"
+        else:  # failed / interrupted
+            msg = f"{head} {status.upper()} after {seconds:.1f}s"
+            if status == "failed" and self.run_dir is not None:
+                folder = self.run_dir / stage.folder
+                tail = log_tail(folder)
+                if tail:
+                    msg += f"\n  end of its output ({folder / LOG_FILE}):\n" + "\n".join(
+                        "  | " + line for line in tail.splitlines()
+                    )
         print(msg, file=self.stream, flush=True)
 
 
@@ -129,6 +142,8 @@ def run_experiment(
     progress: Callable[[int, int, Stage, str, float], None] | None = None,
     report: bool = True,
     echo: bool = True,
+    jobs: int | None = None,
+    verbose: bool = False,
 ) -> RunResult:
     """Run an experiment YAML into ``out_dir``; stages already done are skipped.
 
@@ -140,6 +155,10 @@ def run_experiment(
         quick: apply the file's ``quick:`` overrides.
         progress: stage callback (default: one printed line per stage).
         report: write ``report.html``. ``echo``: print the comparison table.
+        jobs: stages run at once, each in a worker process (default: the file's ``jobs:``;
+            1 runs every stage in this process).
+        verbose: show each stage's own output (progress bars, training logs) instead of
+            writing it to ``stage.log`` in the stage's folder.
 
     Raises:
         ConfigError: a bad experiment file or stage pattern, before any work starts.
@@ -151,14 +170,23 @@ def run_experiment(
     cfg = load_experiment(yaml_path, quick=quick)
     run_dir = Path(out_dir).resolve()
     plans = plan_experiment(cfg, run_dir)
-    graph = StageGraph(run_dir, [st for sp in plans for st in sp.stages])
+    graph = StageGraph(run_dir, [st for sp in plans for st in sp.stages], capture=not verbose)
     graph.plan(only, force)  # bad patterns or missing inputs: fail before any work
+    n_jobs = cfg.jobs if jobs is None else jobs
+    if n_jobs < 1:
+        raise bad_value("jobs", n_jobs, "use a positive number of worker processes")
     torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / ".experiment.yaml.tmp"
     tmp.write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
     tmp.replace(run_dir / "experiment.yaml")
-    results = graph.run(only, force, progress=progress or StageProgress())
+    show = progress or StageProgress(run_dir=run_dir)
+    if n_jobs > 1:
+        from fairvlm.experiment.parallel import run_parallel
+
+        results = run_parallel(graph, n_jobs, only, force, show, threads=cfg.threads)
+    else:
+        results = graph.run(only, force, progress=show)
     summary = summarize(cfg, run_dir, graph, plans)
     write_json(run_dir / SUMMARY_FILE, summary)
     result = RunResult(run_dir, results, summary)

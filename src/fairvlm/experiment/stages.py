@@ -13,14 +13,17 @@ config (``stage_config.json``, written first).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
 import os
 import shutil
+import sys
 import time
+import traceback
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,8 @@ from fairvlm.errors import ConfigError
 
 DONE_FILE = "stage.json"
 CONFIG_FILE = "stage_config.json"
+#: A stage's console output (progress bars, training logs, warnings) when captured.
+LOG_FILE = "stage.log"
 
 
 def config_hash(kind: str, config: Any) -> str:
@@ -51,6 +56,44 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+@contextlib.contextmanager
+def captured_output(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr to ``path`` (appended) while inside: Python's
+    ``sys.stdout``/``sys.stderr`` and file descriptors 1 and 2, so that progress bars,
+    C-level output and logging handlers bound to the original streams land there too."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with open(path, "a", buffering=1, encoding="utf-8", errors="replace") as log:
+        try:
+            saved = [os.dup(1), os.dup(2)]
+        except OSError:  # no standard descriptors (embedded interpreters): Python level only
+            saved = []
+        try:
+            for fd in (1, 2) if saved else ():
+                os.dup2(log.fileno(), fd)
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            for fd, old in zip((1, 2), saved, strict=False):
+                os.dup2(old, fd)
+                os.close(old)
+
+
+def log_tail(folder: Path, lines: int = 15) -> str:
+    """The last ``lines`` lines of a stage's captured output ('' when there is none)."""
+    try:
+        text = (folder / LOG_FILE).read_text(errors="replace")
+    except OSError:
+        return ""
+    # progress bars rewrite their line with \r: keep what was last shown on each line
+    shown = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
+    return "\n".join(line for line in shown[-lines:] if line.strip())
 
 
 @dataclass
@@ -105,8 +148,9 @@ class StageResult:
 class StageGraph:
     """Stages in dependency order over one run folder."""
 
-    def __init__(self, run_dir: str | Path, stages: Sequence[Stage]):
+    def __init__(self, run_dir: str | Path, stages: Sequence[Stage], capture: bool = False):
         self.run_dir = Path(run_dir)
+        self.capture = capture  # each action's output goes to its folder's stage.log
         self.stages: dict[str, Stage] = {}
         for stage in stages:
             if stage.id in self.stages:
@@ -204,7 +248,16 @@ class StageGraph:
         )
         inputs = {dep: self.folder(dep) for dep in stage.deps}
         start = time.perf_counter()
-        stage.action(StageContext(stage, folder, inputs, resume, self.run_dir))
+        context = StageContext(stage, folder, inputs, resume, self.run_dir)
+        if self.capture:
+            with captured_output(folder / LOG_FILE):
+                try:
+                    stage.action(context)
+                except BaseException:
+                    traceback.print_exc()  # into the log, where the failure display reads it
+                    raise
+        else:
+            stage.action(context)
         seconds = time.perf_counter() - start
         write_json(
             folder / DONE_FILE,
@@ -227,7 +280,8 @@ class StageGraph:
         progress: Callable[[int, int, Stage, str, float], None] | None = None,
     ) -> list[StageResult]:
         """Run what :meth:`plan` says, in order; ``progress(i, n, stage, status, seconds)``
-        is called before (status ``running``) and after (``done``/``cached``) each stage."""
+        is called before (status ``running``) and after (``done``/``cached``/``failed``)
+        each stage."""
         plan = self.plan(only, force)
         todo = [s for s in self.stages.values() if plan[s.id] != "skip"]
         results = []
@@ -241,7 +295,14 @@ class StageGraph:
                 continue
             if progress:
                 progress(i, len(todo), stage, "running", 0.0)
-            seconds = self.run_stage(stage)
+            start = time.perf_counter()
+            try:
+                seconds = self.run_stage(stage)
+            except BaseException as exc:
+                if progress:
+                    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                    progress(i, len(todo), stage, status, time.perf_counter() - start)
+                raise
             if progress:
                 progress(i, len(todo), stage, "done", seconds)
             results.append(StageResult(stage, "ran", seconds))

@@ -100,12 +100,21 @@ def choose_columns(
             if attr not in by_attr:
                 continue
             cols.append(
-                Column(f"{key}.gap.{attr}", f"gap {attr}", task, metric, "gap", attr, "min", "gap")
+                Column(
+                    f"{key}.gap.{attr}",
+                    f"gap {attr} ({task})",
+                    task,
+                    metric,
+                    "gap",
+                    attr,
+                    "min",
+                    "gap",
+                )
             )
             cols.append(
                 Column(
                     f"{key}.es.{attr}",
-                    f"ES {attr}",
+                    f"ES {attr} ({task})",
                     task,
                     metric,
                     "es_fairllava",

@@ -44,8 +44,7 @@ KERATOSIS_DOT = (-80.0, -68.0, -60.0)
 
 #: Direction of the ``group_cue="subtle"`` tint (red up, blue down for the dark group).
 SUBTLE_TINT = (0.7071, 0.0, -0.7071)
-#: Range of the per-image lesion contrast factor, and of the lesion radius (x image side).
-CONTRAST_SPREAD = (0.5, 1.0)
+#: Range of the lesion radius (x image side).
 RADIUS = (0.14, 0.3)
 
 VQA_PROMPT = "What is the diagnosis? Options: {options}."
@@ -125,7 +124,7 @@ def render(
     contrast, hue = _appearance(cfg, case.skin_tone)
     # Per-image contrast spread: some lesions are faint, so the task has hard cases
     # (where a shortcut can take over) at every knob setting.
-    contrast *= rng.uniform(*CONTRAST_SPREAD)
+    contrast *= rng.uniform(cfg.contrast_floor, 1.0)
 
     def offset(delta: tuple[float, float, float]) -> np.ndarray:
         return contrast * draw.rotate_hue(delta, hue)

@@ -67,6 +67,9 @@ class ClinicalConfig:
             stays uniform (``spurious``; 0 = no correlation).
         spurious_class: the diagnosis correlated with the minority group.
         lesion_contrast: global lesion contrast multiplier (lower = harder task).
+        contrast_floor: each lesion's own contrast factor is drawn in
+            ``[contrast_floor, 1]``: the faint lesions are the hard cases where a shortcut
+            or an appearance shift takes over, the clear ones keep the task learnable.
         noise: Gaussian pixel noise std as a fraction of 255.
         group_cue: ``background`` (the group is the skin-tone background) or ``subtle``
             (one shared background; the group is a faint tint inside the lesion,
@@ -85,11 +88,12 @@ class ClinicalConfig:
     mechanism: str = "underrep"
     minority_group: str = "dark"
     minority_fraction: float = 0.1
-    minority_contrast: float = 0.6
+    minority_contrast: float = 0.7
     minority_hue_shift: float = 40.0
     spurious_strength: float = 0.9
     spurious_class: str = "melanoma"
     lesion_contrast: float = 1.0
+    contrast_floor: float = 0.2
     noise: float = 0.06
     group_cue: str = "background"
     subtle_strength: float = 12.0
@@ -116,6 +120,7 @@ class ClinicalConfig:
         if self.spurious_class not in self.classes:
             raise bad_value("spurious_class", self.spurious_class, f"use one of {self.classes}")
         _check_fraction("lesion_contrast", self.lesion_contrast, low=0.05, high=2.0)
+        _check_fraction("contrast_floor", self.contrast_floor, low=0.05)
         if self.group_cue not in GROUP_CUES:
             raise bad_value("group_cue", self.group_cue, f"use one of {GROUP_CUES}")
         _check_fraction("subtle_strength", self.subtle_strength, low=0, high=60)
@@ -161,7 +166,7 @@ class SocialConfig:
     finetune_stereotype_strength: float | None = None
     cooccurrence: float = 0.3
     mention_rate: float = 0.8
-    min_visibility: float = 0.3
+    min_visibility: float = 1.0
     noise: float = 0.03
 
     def __post_init__(self) -> None:

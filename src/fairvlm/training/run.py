@@ -190,6 +190,8 @@ def train(
         config: YAML path or mapping with ``train:`` and ``method:`` sections, or a TrainConfig.
         out_dir: where the adapter, heads, config, log and checkpoints go.
         resume: continue from the last checkpoint in ``out_dir`` (same config required).
+            A run whose last checkpoint reached ``max_steps`` is not trained again: its
+            weights are loaded, and the final outputs written only when missing.
         overrides: ``key=value`` strings (``--set``).
         probe_data: held-out samples for the probe (default: ``TrainConfig.probe_split``).
         callbacks: extra ``transformers.TrainerCallback``s.
@@ -258,19 +260,36 @@ def train(
         _write_text(out / CONFIG_FILE, yaml.safe_dump(record, sort_keys=False))
     for term in setup.terms:
         term.attach(adapter)
+    finished = _finished_state(ckpt)
     try:
         if ckpt is not None and (Path(ckpt) / TERMS_FILE).is_file():
             load_terms(model, Path(ckpt) / TERMS_FILE)
-        trainer.train(resume_from_checkpoint=ckpt)
-        trainable = trainable_parameter_names(model)
         probe: list[dict[str, Any]] = []
-        if trainer.is_world_process_zero():
+        if finished is not None:
+            # The Trainer would train past max_steps when resuming a finished run (it
+            # replays a partial epoch): load the last checkpoint instead of training.
+            _load_adapter_weights(model, Path(ckpt))
+            global_step, log_history = finished["global_step"], finished["log_history"]
+            kept = _final_outputs(out, global_step)
+            print(
+                f"fairvlm train: {ckpt} already reached max_steps={finished['max_steps']}: "
+                "not training again; "
+                + ("the final outputs are kept" if kept else "writing the final outputs")
+            )
+        else:
+            trainer.train(resume_from_checkpoint=ckpt)
+            global_step, log_history = trainer.state.global_step, trainer.state.log_history
+            kept = None
+        trainable = trainable_parameter_names(model)
+        if kept is not None:
+            log_history, probe = kept
+        elif trainer.is_world_process_zero():
             held_out = _probe_samples(data_path, cfg, probe_data)
             if held_out:
                 probe = probe_trained(
                     adapter, held_out, space, setup.probe or ProbeSpec(), cfg.seed
                 )
-            _save_outputs(out, model, bool(setup.terms), trainer.state.log_history, probe)
+            _save_outputs(out, model, bool(setup.terms), log_history, probe)
         trainer.accelerator.wait_for_everyone()
     finally:
         for term in setup.terms:
@@ -278,15 +297,41 @@ def train(
     if hasattr(model, TERMS_ATTR):
         delattr(model, TERMS_ATTR)
     model.eval()
-    return TrainResult(
-        out,
-        method,
-        trainer.state.global_step,
-        list(trainer.state.log_history),
-        probe,
-        trainable,
-        adapter,
-    )
+    return TrainResult(out, method, global_step, list(log_history), probe, trainable, adapter)
+
+
+def _finished_state(ckpt: str | None) -> dict[str, Any] | None:
+    """The checkpoint's trainer state when it reached ``max_steps`` (the run is done)."""
+    if ckpt is None or not (Path(ckpt) / "trainer_state.json").is_file():
+        return None
+    state = json.loads((Path(ckpt) / "trainer_state.json").read_text())
+    max_steps = state.get("max_steps") or 0
+    return state if max_steps > 0 and state.get("global_step", 0) >= max_steps else None
+
+
+def _load_adapter_weights(model: Any, ckpt: Path) -> None:
+    """Load a checkpoint's adapter (LoRA + projector copy) into the PEFT ``model``."""
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    weights = load_peft_weights(str(ckpt), device=str(next(model.parameters()).device))
+    result = set_peft_model_state_dict(model, weights)
+    unexpected = [k for k in getattr(result, "unexpected_keys", None) or [] if "lora_" in k]
+    if unexpected:
+        raise ConfigError(
+            f"resume: {ckpt} holds adapter weights the model lacks ({unexpected[:3]}); "
+            "resume with the same model and config or choose another --out"
+        )
+
+
+def _final_outputs(out: Path, global_step: int) -> tuple[list[dict], list[dict]] | None:
+    """(log history, probe) of a finished run's saved outputs when they are of ``global_step``."""
+    log, probe = out / LOG_FILE, out / PROBE_FILE
+    if not (out / "adapter_model.safetensors").is_file() or not log.is_file():
+        return None
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    if not rows or max(row.get("step", -1) for row in rows) != global_step:
+        return None
+    return rows, json.loads(probe.read_text()) if probe.is_file() else []
 
 
 def probe_trained(

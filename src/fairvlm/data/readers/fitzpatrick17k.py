@@ -93,7 +93,16 @@ def read_fitzpatrick17k(
                 label_column, f"unknown label category {label!r}; expected one of {options}"
             )
         skin_type = normalize(skin, row, "fitzpatrick_scale")
-        path = check_image(images.get(md5), "md5hash")
+        if md5 not in images:
+            # Name the id and the folder searched: check_image alone would say 'None'.
+            url = (row.get("url") or "").strip()
+            raise RowError(
+                "md5hash",
+                f"image not found (no {md5}.jpg, .jpeg or .png anywhere under {str(root)!r}); "
+                + (f"download it from {url} into that folder" if url else "add the image")
+                + " or fix the md5hash",
+            )
+        path = check_image(images[md5], "md5hash")
         extra = {k: row[k] for k in ("label", "nine_partition_label", "three_partition_label")}
         extra.update({k: row[k] for k in ("fitzpatrick_centaur", "qc", "url") if k in row})
         return Sample(

@@ -69,7 +69,14 @@ def read_ham10000(src: str | Path, *, skip_bad: bool = False, split: str = "test
             raise RowError(
                 "dx", f"unknown dx category {row['dx']!r}; expected one of {list(DX_NAMES)}"
             )
-        path = check_image(images.get(image_id), "image_id")
+        if image_id not in images:
+            # Name the id and the folder searched: check_image alone would say 'None'.
+            raise RowError(
+                "image_id",
+                f"image not found (no {image_id}.jpg or .jpeg anywhere under {str(root)!r}); "
+                "put the HAM10000 image folders there or fix the image_id",
+            )
+        path = check_image(images[image_id], "image_id")
         return Sample(
             id=image_id,
             image=str(path),

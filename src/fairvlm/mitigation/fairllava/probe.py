@@ -4,7 +4,10 @@ After training, z is read (same layer, tokens, pooling and normalisation as trai
 held-out samples; for each attribute a new ``sklearn`` logistic regression is fitted on
 one half and scored on the other. A CLUB estimate near zero while the probe decodes the
 attribute far above chance means the backbone fooled its head instead of removing the
-information: the report then says "the estimator is being fooled".
+information: the report then says "the estimator is being fooled". A clearly negative
+estimate with such a probe is flagged too: CLUB estimates an upper bound of a
+non-negative quantity, so a value below zero says its head fits z badly and the estimate
+is unreliable.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class ProbeResult:
         club_mi: the CLUB estimate of the trained head on all held-out z (``None`` when
             the method has no head for this attribute).
         n_fit, n_score: samples the probe was fitted and scored on.
-        fooled: the estimate is near 0 but the probe is far above chance.
+        fooled: the estimate is near 0 or negative but the probe is far above chance.
     """
 
     attribute: str
@@ -117,7 +120,8 @@ def run_probe(
 ) -> list[ProbeResult]:
     """Probe every attribute on held-out ``samples``; warn when the estimator is fooled.
 
-    ``fooled`` = ``|club_mi| < mi_tol`` (nats) and balanced probe accuracy above
+    ``fooled`` = ``club_mi < mi_tol`` (nats: near zero, or negative, which an upper-bound
+    estimate of a mutual information should never be) and balanced probe accuracy above
     ``1/K + margin``. Attributes with fewer than 2 known values in ``samples`` are skipped.
     """
     z, valid = collect(adapter, reader, list(samples), batch_size=batch_size, seed=seed)
@@ -150,11 +154,13 @@ def run_probe(
                     )
                 )
         k = len(space.values[name])
-        fooled = mi is not None and abs(mi) < mi_tol and bal > 1.0 / k + margin
+        # A negative estimate is as unreliable as one near zero: the true MI is >= 0.
+        fooled = mi is not None and mi < mi_tol and bal > 1.0 / k + margin
         if fooled:
+            negative = " (negative, though I(z; a) >= 0: unreliable)" if mi <= -mi_tol else ""
             warnings.warn(
-                f"{name}: CLUB estimate {mi:.3f} nats but a fresh probe decodes it at {bal:.0%} "
-                f"balanced accuracy (chance {1 / k:.0%}): {FOOLED}",
+                f"{name}: CLUB estimate {mi:.3f} nats{negative} but a fresh probe decodes it "
+                f"at {bal:.0%} balanced accuracy (chance {1 / k:.0%}): {FOOLED}",
                 stacklevel=2,
             )
         results.append(

@@ -5,8 +5,9 @@ layer and its provenance (model, builder, creation config) and the default way t
 it (operator, positions, scale); :meth:`SteeringVector.apply` installs it on a model for
 the duration of a ``with`` block (see :mod:`fairvlm.mitigation.steering.apply`).
 
-File format: a safetensors file with one float32 tensor per layer, named ``layer.<l>``,
-and the metadata as JSON in the header under ``fairvlm_steering``.
+File format: a safetensors file with one tensor per layer, named ``layer.<l>``, in the
+vector's own dtype (the builders make float32; a round trip is exact), and the metadata
+as JSON in the header under ``fairvlm_steering``.
 """
 
 from __future__ import annotations
@@ -288,7 +289,7 @@ class SteeringVector:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         tensors = {
-            f"{_TENSOR_PREFIX}{layer}": v.detach().float().cpu().contiguous()
+            f"{_TENSOR_PREFIX}{layer}": v.detach().cpu().contiguous()
             for layer, v in self.vectors.items()
         }
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
