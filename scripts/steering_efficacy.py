@@ -12,8 +12,15 @@ still names the image's concept (a utility of the description itself).
 
 Without ``--model`` / ``--data`` the default social benchmark is generated into
 ``DIR/social`` and the base model pretrained into ``DIR/base`` (cached by config hash).
-Every audit is a resumable ``fairvlm.audit`` folder under ``DIR/sweeps``; the table is
-``DIR/efficacy.csv`` and ``DIR/efficacy.md``.
+Every audit is a resumable ``fairvlm.audit`` folder under ``DIR/sweeps`` (``DIR/sweeps-<split>``
+for another ``--split``); the table is ``DIR/<table>.csv`` and ``DIR/<table>.md``
+(``--table``, default ``efficacy``, suffixed ``-<split>`` for another split).
+
+To choose a scale without looking at the test split, sweep on the finetune split first,
+then audit only the chosen setting on test:
+
+    python scripts/steering_efficacy.py ... --split finetune --only gradient-pixels \
+        --scales gradient:add=8,12,16
 """
 
 from __future__ import annotations
@@ -85,7 +92,20 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--only", nargs="*", help="vector names to run (default: all)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--split", default="test", help="the audited split (default test)")
+    parser.add_argument(
+        "--scales",
+        action="append",
+        default=[],
+        metavar="BUILDER:OPERATOR=S1,S2",
+        help="replace a builder's sweep, e.g. gradient:add=8,12 (repeat for several operators)",
+    )
+    parser.add_argument(
+        "--layers", help="layer sets, ',' between sets, '+' within one (default: each, all)"
+    )
+    parser.add_argument("--table", default="efficacy", help="name of the table files")
     args = parser.parse_args()
+    sweeps = _sweeps(args.scales)
 
     import pandas as pd
     import torch
@@ -101,13 +121,19 @@ def main() -> None:
     vlm = load_vlm(model_dir)
     all_layers = list(range(vlm.num_layers))
     layer_sets = [[layer] for layer in all_layers] + ([all_layers] if len(all_layers) > 1 else [])
+    if args.layers:
+        from fairvlm.mitigation.steering.sweep import parse_layer_sets
+
+        layer_sets = parse_layer_sets(args.layers)
     audit = {
+        "split": args.split,
         "tasks": ["describe", "concept"],
         "batch_size": args.batch_size,
         "progress": False,
         "metrics": {"n_boot": args.n_boot},
     }
-    base_dir = out / "sweeps" / "base"
+    root = out / ("sweeps" if args.split == "test" else f"sweeps-{args.split}")
+    base_dir = root / "base"
     rows = []
     started = time.perf_counter()
     for name, (builder, options) in VECTORS.items():
@@ -122,8 +148,8 @@ def main() -> None:
             )
             vector = build(vlm, data_dir, {**options, "layers": all_layers})
             vector.save(path)
-        for operator, scales in SWEEPS[builder]:
-            sweep_out = out / "sweeps" / f"{name}-{operator}"
+        for operator, scales in sweeps[builder]:
+            sweep_out = root / f"{name}-{operator}"
             table = run_sweep(
                 vlm,
                 data_dir,
@@ -151,12 +177,35 @@ def main() -> None:
     df["goal_met"] = (df["describe.mention_rate"] <= 0.3 * base["describe.mention_rate"]) & (
         (df["concept.accuracy"] - base["concept.accuracy"]).abs() <= 0.02
     )
-    df.to_csv(out / "efficacy.csv", index=False)
+    table = args.table if args.split == "test" else f"{args.table}-{args.split}"
+    df.to_csv(out / f"{table}.csv", index=False)
     md = _markdown(df)
-    (out / "efficacy.md").write_text(md)
+    (out / f"{table}.md").write_text(md)
     print(md)
-    print(f"model={model_dir} data={data_dir} audits in {time.perf_counter() - started:.0f}s")
+    print(
+        f"model={model_dir} data={data_dir} split={args.split} "
+        f"audits in {time.perf_counter() - started:.0f}s"
+    )
     print(json.dumps({"rows": len(df), "goal_met": int(df["goal_met"].sum())}))
+
+
+def _sweeps(items: list[str]) -> dict[str, list[tuple[str, list[float]]]]:
+    """``SWEEPS`` with the builders named in ``--scales BUILDER:OPERATOR=S1,S2`` replaced."""
+    given: dict[str, list[tuple[str, list[float]]]] = {}
+    for item in items:
+        head, _, values = item.partition("=")
+        builder, _, operator = head.partition(":")
+        try:
+            scales = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            scales = []
+        if builder not in SWEEPS or not operator or not scales:
+            raise SystemExit(
+                f"--scales {item!r}: write BUILDER:OPERATOR=S1,S2 with BUILDER one of "
+                f"{list(SWEEPS)}, e.g. gradient:add=8,12"
+            )
+        given.setdefault(builder, []).append((operator, scales))
+    return {**SWEEPS, **given}
 
 
 def _ci(row, key: str) -> str:

@@ -11,7 +11,7 @@ from training_support import TINY_LORA, train_cfg
 
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError
-from fairvlm.mitigation.asd import ASDCallback, sfloss_weights
+from fairvlm.mitigation.asd import sfloss_weights
 from fairvlm.mitigation.asd.methods import setup_callbacks
 from fairvlm.training import get_method
 
@@ -149,8 +149,7 @@ def test_registered_methods_train_end_to_end_and_save_their_setup(tiny_llava, tm
             "asd",
             train_cfg({"progress": False}, steps=2),
             tmp_path / "asd",
-            probe_data=[],
-            callbacks=[ASDCallback()],  # finds the run's state through the sampler
+            probe_data=[],  # no callbacks passed: the method adds its own ASDCallback
         )
     assert result.global_step == 2
     rows = [r for r in result.log_history if "asd/epoch" in r]

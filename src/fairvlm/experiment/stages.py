@@ -247,7 +247,7 @@ class StageGraph:
             },
         )
         inputs = {dep: self.folder(dep) for dep in stage.deps}
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         context = StageContext(stage, folder, inputs, resume, self.run_dir)
         if self.capture:
             with captured_output(folder / LOG_FILE):
@@ -259,6 +259,9 @@ class StageGraph:
         else:
             stage.action(context)
         seconds = time.perf_counter() - start
+        # CPU time of this process (all its threads): what the stage costs on a quiet machine,
+        # whatever else was running beside it
+        cpu_seconds = time.process_time() - cpu
         write_json(
             folder / DONE_FILE,
             {
@@ -268,6 +271,7 @@ class StageGraph:
                 "token": uuid.uuid4().hex,
                 "inputs": tokens,
                 "seconds": round(seconds, 3),
+                "cpu_seconds": round(cpu_seconds, 3),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             },
         )

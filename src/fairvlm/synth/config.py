@@ -88,9 +88,9 @@ class ClinicalConfig:
     mechanism: str = "underrep"
     minority_group: str = "dark"
     minority_fraction: float = 0.1
-    minority_contrast: float = 0.7
+    minority_contrast: float = 0.6
     minority_hue_shift: float = 40.0
-    spurious_strength: float = 0.9
+    spurious_strength: float = 0.95
     spurious_class: str = "melanoma"
     lesion_contrast: float = 1.0
     contrast_floor: float = 0.2
@@ -153,7 +153,8 @@ class SocialConfig:
             skin tone and age; the rest say "a person".
         min_visibility: the concept object's opacity is drawn in [min_visibility, 1] per
             scene, so that scenes differ in how clearly they show the concept (and in how
-            often the training probe says ``yes``).
+            often the training probe says ``yes``). Default 1 (all fully visible): with
+            fainter objects the default base model learned the stereotype less reliably.
     """
 
     seed: int = 0

@@ -72,6 +72,8 @@ class MethodSetup:
         samples: replaces the training samples (e.g. with counterfactual augmentation);
             ``None`` keeps them.
         probe: the representation to probe after training (``None``: the default layer).
+        callbacks: ``transformers.TrainerCallback`` objects added to the trainer (e.g.
+            ASD's per-epoch skew logging).
         extra: anything else to save in ``config.yaml`` under ``setup``.
     """
 
@@ -81,6 +83,7 @@ class MethodSetup:
     lm_weight: float = 1.0
     samples: list[Any] | None = None
     probe: ProbeSpec | None = None
+    callbacks: list[Any] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -254,7 +254,7 @@ def train(
         sampler=setup.sampler,
         lm_weight=setup.lm_weight,
         space=space,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *setup.callbacks],
     )
     if trainer.is_world_process_zero() and not (resume and (out / CONFIG_FILE).is_file()):
         _write_text(out / CONFIG_FILE, yaml.safe_dump(record, sort_keys=False))

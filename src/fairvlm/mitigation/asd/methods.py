@@ -10,7 +10,6 @@ same order (with ``track_skew`` its skew is still estimated and logged each epoc
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -65,11 +64,7 @@ def build_asd(ctx: MethodContext) -> MethodSetup:
         "missing_pool_values": estimator.missing if estimator else [],
     }
     setup = MethodSetup(sampler=factory, extra=extra)
-    # The shared trainer takes callbacks from the setup once MethodSetup has the field;
-    # until then the sampler triggers each epoch's estimate itself (same numbers, but
-    # the per-epoch skew rows reach the training log only through the callback).
-    if "callbacks" in {f.name for f in dataclasses.fields(MethodSetup)}:
-        setup.callbacks = setup_callbacks(setup)  # type: ignore[attr-defined]
+    setup.callbacks = setup_callbacks(setup)  # logs each epoch's skew estimate
     return setup
 
 
