@@ -155,6 +155,20 @@ def test_minority_contrast_scales_the_lesion_offset():
     assert strength["quarter"] / strength["full"] == pytest.approx(0.25, abs=0.03)
 
 
+def test_contrast_floor_bounds_each_lesions_own_contrast():
+    contrasts = {}
+    for floor in (0.2, 0.9):
+        cfg = ClinicalConfig(**TINY_CLINICAL, mechanism="none", contrast_floor=floor)
+        train = clin.generate_clinical(cfg)["train"]
+        contrasts[floor] = np.array([s.meta["contrast"] for s in train if s.task == "vqa"])
+        assert floor <= contrasts[floor].min() and contrasts[floor].max() <= 1.0
+    # a low floor gives faint lesions (the hard cases), a high one does not
+    assert (contrasts[0.2] < 0.5).mean() > 0.25
+    assert (contrasts[0.9] < 0.5).sum() == 0
+    with pytest.raises(ConfigError, match="contrast_floor=0.0"):
+        ClinicalConfig(contrast_floor=0.0)
+
+
 def test_subtle_cue_shares_the_background_and_shifts_the_lesion_hue():
     cfg = ClinicalConfig(mechanism="none", noise=0.0, group_cue="subtle", subtle_strength=20)
     dark, light = _render(cfg, "dark", "nevus"), _render(cfg, "light", "nevus")

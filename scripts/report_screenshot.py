@@ -1,7 +1,7 @@
 """Screenshot a run's report.html in headless Chromium into docs/report_screenshot.png.
 
     fairvlm demo --quick --out /tmp/quick
-    .venv/bin/python docs/report_screenshot.py /tmp/quick/report.html
+    .venv/bin/python scripts/report_screenshot.py /tmp/quick/report.html
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (as tests/test_report_browser.py).
 The page is shot at ``--width`` CSS pixels, cut at ``--height``, and saved as a palette
@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "report_screenshot.png"
+OUT = Path(__file__).resolve().parents[1] / "docs" / "report_screenshot.png"
 
 
 def shoot(report: Path, width: int, height: int) -> bytes:

@@ -1,7 +1,7 @@
 """Write docs/cli.md: every ``fairvlm`` sub-command's ``--help``, from the argparse parsers.
 
-.venv/bin/python docs/gen_cli.py            # rewrite docs/cli.md
-.venv/bin/python docs/gen_cli.py --check    # exit 1 when docs/cli.md is out of date
+.venv/bin/python scripts/gen_cli.py            # rewrite docs/cli.md
+.venv/bin/python scripts/gen_cli.py --check    # exit 1 when docs/cli.md is out of date
 """
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ import os
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "cli.md"
+OUT = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 WIDTH = "96"  # argparse wraps help at $COLUMNS: fixed, so the file does not depend on a terminal
 
 HEADER = """\
 # `fairvlm` command-line reference
 
-Generated from the argparse parsers by `docs/gen_cli.py`; do not edit by hand. After
+Generated from the argparse parsers by `scripts/gen_cli.py`; do not edit by hand. After
 changing a command's flags, regenerate it with
 
-    .venv/bin/python docs/gen_cli.py
+    .venv/bin/python scripts/gen_cli.py
 
 (`--check` exits 1 when this file is out of date). Every command takes `-h`/`--help`.
 A bad flag, config or input is reported as `fairvlm COMMAND: error: ...` with exit
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = OUT.read_text() if OUT.exists() else ""
         if current != text:
-            print(f"{OUT} is out of date: run .venv/bin/python docs/gen_cli.py", file=sys.stderr)
+            print(f"{OUT} is out of date: run .venv/bin/python scripts/gen_cli.py", file=sys.stderr)
             return 1
         return 0
     OUT.write_text(text)
