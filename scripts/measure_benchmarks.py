@@ -20,6 +20,7 @@ Models and data are cached under --work (same config -> reused).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import time
@@ -105,22 +106,26 @@ def run_variant(
 
     from fairvlm.data import dataset_metadata, load_samples
     from fairvlm.models import load_vlm
-    from fairvlm.synth import synthesize
+    from fairvlm.synth import bench_config, synthesize
     from fairvlm.training.pretrain import load_pretrain_config, pretrain
 
     torch.set_num_threads(threads)
     bench, overrides = VARIANTS[name]
-    folder = f"{name}-seed{seed}"
-    if synth_overrides or pretrain_overrides:  # one folder per setting: both are cached
-        tag = json.dumps([list(synth_overrides), list(pretrain_overrides)]).encode()
-        folder += "-" + hashlib.sha256(tag).hexdigest()[:8]
+    synth_set = [*overrides, *synth_overrides, f"seed={seed}"]
+    cfg = load_pretrain_config([*pretrain_overrides, f"seed={seed}", "progress=false"])
+    # one folder per resolved setting (defaults included), so a cached dataset is never
+    # reused after the generator's defaults change
+    tag = json.dumps(
+        [dataclasses.asdict(bench_config(bench, synth_set)), dataclasses.asdict(cfg)],
+        sort_keys=True,
+    ).encode()
+    folder = f"{name}-seed{seed}-{hashlib.sha256(tag).hexdigest()[:8]}"
     data = work / folder / "data"
     model = work / folder / "model"
     t0 = time.perf_counter()
     if not (data / "fairvlm_metadata.json").is_file():
-        synthesize(bench, data, [*overrides, *synth_overrides, f"seed={seed}"])
+        synthesize(bench, data, synth_set)
     t_data = time.perf_counter() - t0
-    cfg = load_pretrain_config([*pretrain_overrides, f"seed={seed}", "progress=false"])
     pretrain(data, model, cfg)
     record = json.loads((model / "pretrain.json").read_text())
     vlm = load_vlm(model)
