@@ -200,7 +200,16 @@ def _table(base: dict, runs: dict[str, list[dict]]) -> tuple[str, dict]:
     return "\n".join(lines), summary
 
 
-def _goals(base: dict, summary: dict) -> list[str]:
+def _paired(runs: dict[str, list[dict]], key: str) -> str:
+    """``|ASD| - |naive|`` of ``key`` paired by seed: mean ± 95 % t half-width."""
+    diffs = [abs(a[key]) - abs(n[key]) for a, n in zip(runs["asd"], runs["naive"], strict=True)]
+    if len(diffs) < 2:
+        return ""
+    mean, half = _mean_ci(diffs)
+    return f"; paired by seed, |ASD| - |naive| = {mean:+.3f} ± {half:.3f} (n={len(diffs)})"
+
+
+def _goals(base: dict, summary: dict, runs: dict[str, list[dict]]) -> list[str]:
     out = []
     if "asd" not in summary:
         return out
@@ -213,7 +222,7 @@ def _goals(base: dict, summary: dict) -> list[str]:
         if "naive" in summary:
             n = abs(summary["naive"][key]["mean"])
             out.append(f"{label}: ASD {a:.3f} vs naive {n:.3f} (goal: ASD <= naive): "
-                       f"{'MET' if a <= n else 'NOT MET'}")  # fmt: skip
+                       f"{'MET' if a <= n else 'NOT MET'}{_paired(runs, key)}")  # fmt: skip
     drop = 100 * (base["utility"] - asd["utility"]["mean"])
     out.append(f"concept accuracy: base {base['utility']:.3f} -> ASD {asd['utility']['mean']:.3f} "
                f"({drop:+.1f} points lost; goal <= 2): {'MET' if drop <= 2 else 'NOT MET'}")  # fmt: skip
@@ -262,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['min_skew']:.3f} NDKL {row['ndkl']:.4f} acc {row['utility']:.3f} "
                   f"({row['train_s']} s)", flush=True)  # fmt: skip
     table, summary = _table(base, runs)
-    goals = _goals(base, summary)
+    goals = _goals(base, summary, runs)
     curves = {
         v: [[(r["asd/epoch"], r.get("asd/max_skew"), r.get("asd/min_skew")) for r in row["skew_log"]]
             for row in rows]

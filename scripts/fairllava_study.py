@@ -54,6 +54,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "strong-conditional": {**_STRONG, "conditional": True},
     "strong-mlp-head": {**_STRONG, "head_width": 64},
     "strong-vision-lora": {**_STRONG, "_train": {"lr": 1e-3, "lora": {"vision": True}}},
+    # z from every position (answer tokens too), or from the LM's input: depth 0.25 reads
+    # hidden_states[0] of a 2-layer LM, the projected image tokens, before any attention
+    # can copy the cue into the text positions
+    "strong-all-tokens": {**_STRONG, "tokens": "all"},
+    "strong-input": {**_STRONG, "depth": 0.25},
+    "strong-input-lambda20": {**_STRONG, "depth": 0.25, "lambdas": {"skin_tone": 20.0}},
+    "strong-input-random-token": {**_STRONG, "depth": 0.25, "pooling": "random"},
 }
 BASELINES: dict[str, dict[str, Any]] = {
     "lora": {},
@@ -66,11 +73,21 @@ BASELINES: dict[str, dict[str, Any]] = {
 }
 # Scenarios the script can build with the benchmark's own generator and pretraining:
 # (synth overrides, global tint strength or None). All use a full spurious correlation
-# (the minority group's training images are all melanoma), so the gap comes from the
-# model using the group, which is what MI minimisation can act on.
+# in the base model's training data (the minority group's images are all melanoma), so
+# the gap comes from the model using the group, which is what MI minimisation can act on.
 SCENARIOS: dict[str, tuple[list[str], float | None]] = {
     "background": (["mechanism=spurious", "spurious_strength=1.0"], None),
     "subtle": (["mechanism=spurious", "spurious_strength=1.0", "group_cue=subtle"], None),
+    # the base model learns the shortcut; the finetune split is decorrelated (curated)
+    "subtle-curated": (
+        [
+            "mechanism=spurious",
+            "spurious_strength=1.0",
+            "finetune_spurious_strength=0",
+            "group_cue=subtle",
+        ],
+        None,
+    ),
     # one shared skin colour, no lesion tint; the group is a faint tint of the WHOLE image
     # (every token carries it weakly, apart from the diagnostic colours), added here
     "tint": (
@@ -246,19 +263,20 @@ def summarise(values: list[float]) -> str:
     return f"{mean:.3f} ± {half:.3f}"
 
 
-def print_table(rows: list[dict]) -> None:
-    header = f"{'scenario':<12} {'method':<20} {'n':>2} {'accuracy':>15} {'gap':>15} {'es_fairllava':>15} {'probe':>15} {'club_mi':>15}"
-    print(header)
-    print("-" * len(header))
+def format_table(rows: list[dict]) -> str:
+    """The study table in Markdown: one row per scenario x method, mean ± 95 % t half-width."""
+    keys = ("accuracy", "gap", "es_fairllava", "probe", "club_mi_last")
+    lines = [
+        "| scenario | method | n | accuracy | gap | es_fairllava | probe | club_mi |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     seen: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         seen.setdefault((r["scenario"], r["method"]), []).append(r)
     for (scenario, method), rs in seen.items():
-        cols = [
-            summarise([r[k] for r in rs])
-            for k in ("accuracy", "gap", "es_fairllava", "probe", "club_mi_last")
-        ]
-        print(f"{scenario:<12} {method:<20} {len(rs):>2} " + " ".join(f"{c:>15}" for c in cols))
+        cols = [summarise([r[k] for r in rs]) for k in keys]
+        lines.append(f"| {scenario} | {method} | {len(rs)} | " + " | ".join(cols) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -285,6 +303,7 @@ def main() -> int:
     parser.add_argument(
         "--methods",
         default="lora,lora-lr1e-3,fairllava,fairllava-best,reweight,resample,adversarial",
+        help="comma-separated: baselines, fairllava-best, or any variant by name",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300)
@@ -338,7 +357,7 @@ def main() -> int:
                     continue
                 options, label = VARIANTS[best[scenario]], f"fairllava-best({best[scenario]})"
             else:
-                options, label = BASELINES[name], name
+                options, label = {**BASELINES, **VARIANTS}[name], name
             for seed in args.seeds:
                 row = run_one(
                     label, options, paths, seed, args, out / scenario / label / f"seed{seed}"
@@ -348,8 +367,10 @@ def main() -> int:
                     f"{scenario} {label} seed {seed}: acc {row['accuracy']:.3f} gap {row['gap']:.3f}",
                     file=sys.stderr,
                 )
-    print_table(rows)
+    table = format_table(rows)
+    print(table)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
+    (out / "results.md").write_text(table)
     return 0
 
 

@@ -36,6 +36,9 @@ def test_sfloss_weights_are_exp_minus_skew_and_clip_only_when_asked():
     np.testing.assert_allclose(w, [0.5, 1.0, 1.5], rtol=1e-6)
     clipped = sfloss_weights([math.log(2.0), 0.0, -math.log(1.5)], clip=[0.6, 1.2])
     np.testing.assert_allclose(clipped, [0.6, 1.0, 1.2], rtol=1e-6)
+    # normalised over an epoch that trains on samples 0, 2, 2 (mean weight 3.5 / 3)
+    normed = sfloss_weights([math.log(2.0), 0.0, -math.log(1.5)], normalize_over=[0, 2, 2])
+    np.testing.assert_allclose(normed, np.array([0.5, 1.0, 1.5]) * 3 / 3.5, rtol=1e-6)
 
 
 def test_drop_probability_formula_by_hand():
@@ -181,7 +184,7 @@ def test_check_asd_data_names_the_needed_columns():
 
 def test_config_validation_names_field_value_and_fix():
     assert ASDConfig().tau1 == 1.0 and ASDConfig().accumulator == "subtract"
-    assert ASDConfig().weight_clip is None
+    assert ASDConfig().weight_clip is None and ASDConfig().normalize_weights is False
     for bad, field in (
         ({"tau1": 0}, "tau1"),
         ({"accumulator": "halve"}, "accumulator"),
@@ -189,6 +192,7 @@ def test_config_validation_names_field_value_and_fix():
         ({"probe_template": "Is this person?"}, "probe_template"),
         ({"variant": "fancy"}, "variant"),
         ({"k": 0}, "k"),
+        ({"normalize_weights": "yes"}, "normalize_weights"),
     ):
         with pytest.raises(ConfigError, match=field):
             ASDConfig(**bad)

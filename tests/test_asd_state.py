@@ -95,6 +95,16 @@ def test_weight_clip_reaches_the_dataset():
     np.testing.assert_allclose(weights[0], np.clip(np.exp(-EPOCH_SKEWS[0]), 0.5, 1.5), rtol=1e-6)
 
 
+def test_normalized_weights_average_one_over_the_epochs_samples():
+    state, _, weights, _ = _run("asd", epochs=1, normalize_weights=True)
+    drawn = state.epochs[0][1].indices
+    raw = np.exp(-EPOCH_SKEWS[0])
+    np.testing.assert_allclose(weights[0], raw / raw[drawn].mean(), rtol=1e-6)
+    assert weights[0][drawn].mean() == pytest.approx(1.0, rel=1e-6)
+    _, _, loss_only, _ = _run("asd-loss-only", epochs=1, normalize_weights=True)
+    assert loss_only[0].mean() == pytest.approx(1.0, rel=1e-6)
+
+
 def test_naive_trains_plainly_and_only_logs_when_tracking():
     state, est, weights, orders = _run("naive")
     assert est is None and state.history == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections import Counter
 
@@ -122,6 +123,18 @@ def test_spurious_ties_the_minority_to_one_diagnosis_in_train_only():
     assert [train[("dark", c)] for c in ("melanoma", "nevus", "keratosis")] == [40, 5, 5]
     assert sorted(train[("light", c)] for c in cfg.classes) == [16, 17, 17]
     assert set(_cells(splits["test"]).values()) == {2}
+    # the finetune split follows train unless it has its own strength
+    assert (
+        _cells(splits["finetune"])[("dark", "melanoma")]
+        > _cells(splits["finetune"])[("dark", "nevus")]
+    )
+    curated = clin.generate_clinical(dataclasses.replace(cfg, finetune_spurious_strength=0.0))
+    assert _cells(curated["train"]) == train
+    finetune = _cells(curated["finetune"])
+    dark = [finetune[("dark", c)] for c in cfg.classes]
+    assert max(dark) - min(dark) <= 1, finetune
+    with pytest.raises(ConfigError, match="finetune_spurious_strength=2"):
+        ClinicalConfig(finetune_spurious_strength=2)
 
 
 def _render(cfg, tone, diagnosis="melanoma", seed=3):

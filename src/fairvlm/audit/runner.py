@@ -88,25 +88,27 @@ def run_audit(
     store = RecordStore(out, plan.attributes)
     model_label = _model_label(model_or_adapter)
     identity = _identity(plan, cfg, model_label, adapter, steer)
-    if overwrite and state.is_main_process:
-        store.clear()
-        (out / METRICS_FILE).unlink(missing_ok=True)
-    state.wait_for_everyone()
     _check_identity(out, identity, overwrite)
-    if state.is_main_process:
-        _write_config(out, cfg, identity, model_label, adapter, plan, state.num_processes)
-
-    done = RecordStore.keys(store.load())
-    # every process has read the done set before any of them writes a new part
-    state.wait_for_everyone()
+    done = set() if overwrite else RecordStore.keys(store.load())
     todo = []
     for unit in plan.units(cfg.batch_size):
         left = [s for s in unit.samples if (unit.task.name, s.id) not in done]
         if left:
             todo.append(Unit(unit.task, unit.batch_index, left))
     mine = shard(todo, state)
+    vlm = _resolve_model(model_or_adapter, adapter, dtype, device, state) if mine else None
+    if vlm is not None:
+        with _steering(steer, vlm):  # a vector that does not fit fails here, before any write
+            pass
+    # every process has read the done set (and checked its steering) before any write
+    state.wait_for_everyone()
+    if state.is_main_process:
+        if overwrite:
+            store.clear()
+            (out / METRICS_FILE).unlink(missing_ok=True)
+        _write_config(out, cfg, identity, model_label, adapter, plan, state.num_processes)
+    state.wait_for_everyone()
     if mine:
-        vlm = _resolve_model(model_or_adapter, adapter, dtype, device, state)
         _run_units(vlm, mine, plan, cfg, store, steer, state, on_batch)
     state.wait_for_everyone()
 

@@ -67,15 +67,18 @@ def _groups(cfg: ClinicalConfig) -> tuple[str, str]:
     return minority, next(t for t in SKIN if t != minority)
 
 
-def _biased_cells(cfg: ClinicalConfig, n: int) -> list[tuple[str, str]]:
-    """(skin tone, diagnosis) of ``n`` train/finetune images under the bias mechanism."""
+def _biased_cells(cfg: ClinicalConfig, n: int, strength: float) -> list[tuple[str, str]]:
+    """(skin tone, diagnosis) of ``n`` train/finetune images under the bias mechanism.
+
+    ``strength`` is the split's spurious strength (``spurious`` mechanism only).
+    """
     minority, majority = _groups(cfg)
     k = len(cfg.classes)
     frac = cfg.minority_fraction if cfg.mechanism == "underrep" else 0.5
     n_min, n_maj = allocate(n, [frac, 1 - frac])
     min_probs = [1.0 / k] * k
     if cfg.mechanism == "spurious":
-        s = cfg.spurious_strength
+        s = strength
         min_probs = [
             (1 / k + s * (1 - 1 / k)) if c == cfg.spurious_class else (1 - s) / k
             for c in cfg.classes
@@ -219,9 +222,12 @@ def _samples(cfg: ClinicalConfig, split: str, cases: list[Case], rng) -> list[Sa
 def generate_clinical(cfg: ClinicalConfig) -> dict[str, list[Sample]]:
     """The train / finetune / test samples of the clinical benchmark for ``cfg``."""
     splits = {}
+    finetune_strength = cfg.finetune_spurious_strength
+    if finetune_strength is None:
+        finetune_strength = cfg.spurious_strength
     for split, cells in (
-        ("train", _biased_cells(cfg, cfg.n_train)),
-        ("finetune", _biased_cells(cfg, cfg.n_finetune)),
+        ("train", _biased_cells(cfg, cfg.n_train, cfg.spurious_strength)),
+        ("finetune", _biased_cells(cfg, cfg.n_finetune, finetune_strength)),
         ("test", _test_cells(cfg)),
     ):
         rng = split_rng(cfg.seed, "clinical", split)

@@ -65,6 +65,9 @@ class ClinicalConfig:
         spurious_strength: in train/finetune, the minority group's images have diagnosis
             ``spurious_class`` with probability ``1/K + s (1 - 1/K)``; the other group
             stays uniform (``spurious``; 0 = no correlation).
+        finetune_spurious_strength: ``spurious_strength`` of the finetune split alone
+            (``None`` = the same as train). 0 models fine-tuning a biased base model on
+            curated, decorrelated data: the shortcut is in the base model only.
         spurious_class: the diagnosis correlated with the minority group.
         lesion_contrast: global lesion contrast multiplier (lower = harder task).
         contrast_floor: each lesion's own contrast factor is drawn in
@@ -91,6 +94,7 @@ class ClinicalConfig:
     minority_contrast: float = 0.6
     minority_hue_shift: float = 40.0
     spurious_strength: float = 0.95
+    finetune_spurious_strength: float | None = None
     spurious_class: str = "melanoma"
     lesion_contrast: float = 1.0
     contrast_floor: float = 0.2
@@ -117,6 +121,8 @@ class ClinicalConfig:
         _check_fraction("minority_contrast", self.minority_contrast, low=0.05)
         _check_fraction("minority_hue_shift", self.minority_hue_shift, low=-180, high=180)
         _check_fraction("spurious_strength", self.spurious_strength)
+        if self.finetune_spurious_strength is not None:
+            _check_fraction("finetune_spurious_strength", self.finetune_spurious_strength)
         if self.spurious_class not in self.classes:
             raise bad_value("spurious_class", self.spurious_class, f"use one of {self.classes}")
         _check_fraction("lesion_contrast", self.lesion_contrast, low=0.05, high=2.0)

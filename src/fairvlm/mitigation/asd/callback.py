@@ -60,8 +60,18 @@ class ASDState:
             return None
         est = self.estimator.estimate(epoch)
         record: dict[str, Any] = est.summary()
+        drawn = None
+        if self.config.resamples:
+            rng = np.random.default_rng([self.seed, epoch, 0])
+            drawn = resample(
+                est.skews, self.config.tau1, self.config.tau2, rng, self.config.accumulator
+            )
+            record.update(drawn.stats())
         if self.config.reweights:
-            weights = sfloss_weights(est.skews, self.config.weight_clip)
+            epoch_samples = None
+            if self.config.normalize_weights:
+                epoch_samples = np.arange(len(est.skews)) if drawn is None else drawn.indices
+            weights = sfloss_weights(est.skews, self.config.weight_clip, epoch_samples)
             if self.dataset is not None:
                 self.dataset.set_weights(weights)
             record.update(
@@ -71,13 +81,6 @@ class ASDState:
                     "asd/weight_mean": float(weights.mean()),
                 }
             )
-        drawn = None
-        if self.config.resamples:
-            rng = np.random.default_rng([self.seed, epoch, 0])
-            drawn = resample(
-                est.skews, self.config.tau1, self.config.tau2, rng, self.config.accumulator
-            )
-            record.update(drawn.stats())
         if self.estimator.missing:
             record["asd/missing_pool_values"] = float(
                 sum(len(m["values"]) for m in self.estimator.missing)

@@ -7,6 +7,10 @@ Choices that the published description leaves open are fields, with our default 
   over to the next under-represented sample); ``reset`` sets it to 0 instead.
 - ``weight_clip``: SFLoss weights ``exp(-Skew)`` are unbounded in the paper; a
   ``[low, high]`` clip is offered, off by default.
+- ``normalize_weights``: the paper's weights average about 2 when most samples are
+  under-represented, so SFLoss takes larger steps than naive fine-tuning at the same
+  learning rate; ``True`` divides them by their mean over the epoch's samples (off by
+  default, as published).
 - ``k``: K of Skew@K; ``None`` = half of each concept's pool, rounded up (the audit's
   default, so that training and evaluation measure the same skew).
 """
@@ -52,6 +56,9 @@ class ASDConfig:
             ``reset`` (set the accumulator to 0).
         weight_clip: ``[low, high]`` bounds of the SFLoss weights ``exp(-Skew)``;
             ``None`` (default) = no clip, as published.
+        normalize_weights: divide the (clipped) weights by their mean over the epoch's
+            training samples (after resampling), so that SFLoss only redistributes the
+            loss and keeps naive fine-tuning's scale; ``False`` (default) as published.
         probe_template: the yes/no probe whose P(yes) ranks a concept's pool;
             ``{phrase}`` is the concept's phrase (``fairvlm.data.concepts.concept_phrase``:
             "a figure of authority", "a doctor"), ``{concept}`` its bare name.
@@ -71,6 +78,7 @@ class ASDConfig:
     tau2: float = 1.0
     accumulator: str = "subtract"
     weight_clip: list[float] | None = None
+    normalize_weights: bool = False
     probe_template: str = "Is this person {phrase}?"
     probe_options: list[str] = field(default_factory=lambda: ["yes", "no"])
     batch_size: int = 32
@@ -109,6 +117,8 @@ class ASDConfig:
                     "use [low, high] with 0 <= low < high (e.g. [0.2, 5.0]), or null for no clip",
                 )
             self.weight_clip = [float(v) for v in clip]
+        if not isinstance(self.normalize_weights, bool):
+            raise bad_value("normalize_weights", self.normalize_weights, "use true or false")
         if not any(f in self.probe_template for f in TEMPLATE_FIELDS):
             raise bad_value(
                 "probe_template",

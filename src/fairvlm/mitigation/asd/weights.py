@@ -14,16 +14,22 @@ import numpy as np
 
 
 def sfloss_weights(
-    skews: Sequence[float] | np.ndarray, clip: Sequence[float] | None = None
+    skews: Sequence[float] | np.ndarray,
+    clip: Sequence[float] | None = None,
+    normalize_over: np.ndarray | None = None,
 ) -> np.ndarray:
     """``exp(-Skew(P_i))`` per sample, optionally clipped to ``clip = [low, high]``.
 
     The paper does not clip (``clip=None``, the default); a clip bounds the weight of a
-    sample whose skew is extreme on a small pool.
+    sample whose skew is extreme on a small pool. ``normalize_over`` (the indices of
+    the samples an epoch trains on, repeats included) divides the weights by their mean
+    over those samples, so the epoch's average weight is 1 (not published; off).
     """
     weights = np.exp(-np.asarray(skews, dtype=np.float64))
     if clip is not None:
         weights = np.clip(weights, float(clip[0]), float(clip[1]))
+    if normalize_over is not None:
+        weights = weights / weights[np.asarray(normalize_over, dtype=np.int64)].mean()
     return weights.astype(np.float32)
 
 
