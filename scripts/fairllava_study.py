@@ -5,9 +5,10 @@ each seed: fine-tune on the ``finetune`` split with ``fairvlm.training.train``, 
 score the closed VQA of the ``test`` split (option log-probabilities), per group of the
 attribute (``skin_tone``). Prints one row per scenario x method: accuracy, gap
 (max - min group accuracy), FairLLaVA's equity-scaled accuracy ``acc / (1 + gap)``
-(0-1 scale), the fresh linear probe's balanced accuracy on the regularised layer and the
-CLUB estimate, each as mean and 95 % t-interval over the seeds. Every run is kept
-(``--out``): re-running skips finished runs and reports all of them.
+(0-1 scale), a fresh linear probe's balanced accuracy on the layer the published recipe
+regularises (for every method) and the CLUB estimate, each as mean and 95 % t-interval
+over the seeds, and writes it to ``OUT/results.md`` (every row in ``OUT/results.json``).
+Every run is kept (``--out``): re-running skips finished runs and reports all of them.
 
 Variant selection never looks at the test split: ``--select VAL_DATA`` fine-tunes each
 candidate variant once and scores it on ``VAL_DATA``'s test split (a benchmark generated
@@ -302,7 +303,7 @@ def main() -> int:
     parser.add_argument("--best", action="append", default=[], metavar="SCENARIO=VARIANT")
     parser.add_argument(
         "--methods",
-        default="lora,lora-lr1e-3,fairllava,fairllava-best,reweight,resample,adversarial",
+        default="lora,lora-lr1e-3,fairllava,fairllava-best,strong-all-tokens,reweight,resample,adversarial",
         help="comma-separated: baselines, fairllava-best, or any variant by name",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -332,6 +333,10 @@ def main() -> int:
             args.select.append(f"{name}={val_dir}")
     if not scenarios:
         parser.error("give --scenario or --build")
+    known = {"fairllava-best", *BASELINES, *VARIANTS}
+    unknown = [m for m in args.methods.split(",") if m not in known]
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; use names from {sorted(known)}")
     rows: list[dict] = []
     for item in args.select:  # variant selection on validation data, never on test
         scenario, _, val_data = item.partition("=")
