@@ -62,6 +62,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "strong-input": {**_STRONG, "depth": 0.25},
     "strong-input-lambda20": {**_STRONG, "depth": 0.25, "lambdas": {"skin_tone": 20.0}},
     "strong-input-random-token": {**_STRONG, "depth": 0.25, "pooling": "random"},
+    # z from the text positions of the last layer: what the answer is read from
+    "strong-last-text": {**_STRONG, "depth": 1.0, "tokens": "text"},
+    "strong-last-text-conditional": {
+        **_STRONG,
+        "depth": 1.0,
+        "tokens": "text",
+        "conditional": True,
+    },
 }
 BASELINES: dict[str, dict[str, Any]] = {
     "lora": {},
