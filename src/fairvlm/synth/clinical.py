@@ -78,9 +78,8 @@ def _biased_cells(cfg: ClinicalConfig, n: int, strength: float) -> list[tuple[st
     n_min, n_maj = allocate(n, [frac, 1 - frac])
     min_probs = [1.0 / k] * k
     if cfg.mechanism == "spurious":
-        s = strength
         min_probs = [
-            (1 / k + s * (1 - 1 / k)) if c == cfg.spurious_class else (1 - s) / k
+            (1 / k + strength * (1 - 1 / k)) if c == cfg.spurious_class else (1 - strength) / k
             for c in cfg.classes
         ]
     cells = []
@@ -222,9 +221,11 @@ def _samples(cfg: ClinicalConfig, split: str, cases: list[Case], rng) -> list[Sa
 def generate_clinical(cfg: ClinicalConfig) -> dict[str, list[Sample]]:
     """The train / finetune / test samples of the clinical benchmark for ``cfg``."""
     splits = {}
-    finetune_strength = cfg.finetune_spurious_strength
-    if finetune_strength is None:
-        finetune_strength = cfg.spurious_strength
+    finetune_strength = (
+        cfg.spurious_strength
+        if cfg.finetune_spurious_strength is None
+        else cfg.finetune_spurious_strength
+    )
     for split, cells in (
         ("train", _biased_cells(cfg, cfg.n_train, cfg.spurious_strength)),
         ("finetune", _biased_cells(cfg, cfg.n_finetune, finetune_strength)),

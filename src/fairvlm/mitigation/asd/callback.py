@@ -127,9 +127,9 @@ class ASDCallback(TrainerCallback):
     """Re-estimates the skew before each epoch and logs it into the Trainer's history.
 
     Args:
-        asd: the run's state; ``None``: found through the training DataLoader's ASD
-            sampler, so that ``train(..., method="asd", callbacks=[ASDCallback()])`` works
-            without access to the state. A second callback on the same state logs nothing.
+        asd: the run's state (the ASD methods add this callback with it themselves);
+            ``None``: found through the training DataLoader's ASD sampler, for a Trainer
+            built by hand. A second callback on the same state logs nothing.
         log_final: also estimate and log the skew after training.
     """
 
