@@ -18,7 +18,16 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from fairvlm.upstream_warnings import filter_unavoidable  # noqa: E402
+
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _unavoidable_upstream_warnings():
+    """Filtered as the CLI filters them; per test, as pytest resets the filters per test."""
+    filter_unavoidable()
+
 
 _PROMPTS = (
     "What is shown?",

@@ -121,10 +121,10 @@ def test_hooks_removed_when_a_decode_step_raises(tiny_vlm, make_samples):
             pytest.raises(RuntimeError, match="boom in decode"),
             vec.apply(vlm, positions="prompt") as handle,
         ):
-            assert len(handle.handles) == 3  # step tracker + two layer hooks
+            assert len(handle.handles) == 2 and len(vlm.call_listeners) == 1
             vlm.generate(samples, max_new_tokens=6)
         assert len(calls) == 3 and not handle.active
-        assert _hook_counts(vlm) == counts
+        assert _hook_counts(vlm) == counts and vlm.call_listeners == []
     finally:
         user.remove()
     assert _hook_counts(vlm) == [(0, 0)] * vlm.num_layers
@@ -195,24 +195,58 @@ def test_generated_positions_leave_prefill_untouched(tiny_vlm, make_samples):
     assert steered != base
 
 
-def test_chunked_step_is_split_by_cache_position():
+def test_chunked_step_is_split_by_the_announced_prompt_length():
     """A step straddling the prompt end edits only its prompt (or generated) tokens."""
     from fairvlm.mitigation.steering import StepTracker
 
-    class Past:
-        def __init__(self, n):
-            self.n = n
+    tracker = StepTracker("prompt")
+    tracker.begin(5)
+    assert tracker.split(0, torch.zeros(1, 3, 2)) == "prompt"
+    assert tracker.split(1, torch.zeros(1, 5, 2)) == "prompt"  # each layer counts its own
+    assert tracker.split(0, torch.zeros(1, 3, 2)).tolist() == [1.0, 1.0, 0.0]
+    assert tracker.split(0, torch.zeros(1, 1, 2)) == "generated"
+    tracker.begin(2)  # the next call starts over
+    assert tracker.split(0, torch.zeros(1, 2, 2)) == "prompt"
 
-        def get_seq_length(self):
-            return self.n
 
-    tracker = StepTracker()
-    tracker.pre_hook(None, (torch.zeros(1, 5, 2),), {"past_key_values": Past(0)})
-    assert (tracker.kind, tracker.prompt_len) == ("prompt", 5)
-    tracker.pre_hook(None, (torch.zeros(1, 1, 2),), {"past_key_values": Past(5)})
-    assert tracker.kind == "generated"
-    tracker.pre_hook(None, (torch.zeros(1, 3, 2),), {"cache_position": torch.tensor([3, 4, 5])})
-    assert tracker.kind == "mixed" and tracker.prompt_mask.tolist() == [1.0, 1.0, 0.0]
+@pytest.mark.parametrize("positions", ["prompt", "generated"])
+def test_positions_refuse_steps_they_cannot_place(tiny_vlm, make_samples, positions):
+    """Without the KV cache every step re-reads the sequence: the old keyword-based split
+    took each step for a prefill and steered generated tokens as prompt ones."""
+    vlm = tiny_vlm("llava")
+    samples = make_samples(2)
+    vec = _vector(vlm, layers=(1,))
+    with (
+        pytest.raises(ConfigError, match=rf"positions='{positions}'.*use_cache=False"),
+        vec.apply(vlm, positions=positions),
+    ):
+        vlm.generate(samples, max_new_tokens=3, use_cache=False)
+    batch = vlm.collate(samples)
+    with (
+        pytest.raises(ConfigError, match=r"positions='prompt'.*VLMAdapter.generate"),
+        vec.apply(vlm, positions="prompt"),
+        torch.inference_mode(),
+    ):
+        vlm.model(**batch)  # a call the adapter did not announce
+    assert vlm.call_listeners == [] and _hook_counts(vlm) == [(0, 0)] * vlm.num_layers
+    with vec.apply(vlm, positions="all"):  # needs no positions: any call pattern works
+        vlm.generate(samples, max_new_tokens=3, use_cache=False)
+
+
+def test_positions_need_an_adapter_that_announces_calls(tiny_vlm):
+    class Bare:  # the duck-typed interface steer() takes, without call_listeners
+        def __init__(self, vlm):
+            self.decoder_layers, self.hidden_size = vlm.decoder_layers, vlm.hidden_size
+            self.num_layers, self.device, self.dtype = vlm.num_layers, vlm.device, vlm.dtype
+            self.family = vlm.family
+
+    bare = Bare(tiny_vlm("llava"))
+    vec = _vector(tiny_vlm("llava"))
+    refused = pytest.raises(ConfigError, match=r"positions='prompt'.*use positions='all'")
+    with refused, vec.apply(bare, positions="prompt"):
+        pytest.fail("the block must not run")
+    with vec.apply(bare, positions="all") as handle:
+        assert handle.active
 
 
 def _per_sample_equals_batched(vlm, samples, vec, **kw):

@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from fairvlm.errors import FairVLMError
+    from fairvlm.upstream_warnings import filter_unavoidable
 
+    filter_unavoidable()
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except FairVLMError as exc:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fairvlm.atomic import atomic_write_text, check_output_dir, write_marker
 from fairvlm.audit.config import AuditConfig
 from fairvlm.audit.plan import AuditPlan, Unit, plan_audit
 from fairvlm.audit.sharding import process_state, shard
@@ -31,6 +31,7 @@ from fairvlm.audit.store import ATTR_PREFIX, RecordStore
 from fairvlm.errors import ConfigError, bad_value
 
 CONFIG_FILE = "config.yaml"
+AUDIT_KIND = "audit"
 METRICS_FILE = "metrics.json"
 
 
@@ -85,6 +86,7 @@ def run_audit(
     state = process_state()
     plan = plan_audit(data, cfg)
     out = Path(out_dir)
+    check_output_dir(out, AUDIT_KIND, overwrite)  # never write beside a user's files
     store = RecordStore(out, plan.attributes)
     model_label = _model_label(model_or_adapter)
     identity = _identity(plan, cfg, model_label, adapter, steer)
@@ -299,14 +301,8 @@ def _write_config(
         "identity": identity,
     }
     out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{CONFIG_FILE}", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            yaml.safe_dump(doc, fh, sort_keys=False)
-        os.replace(tmp, out / CONFIG_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_marker(out, AUDIT_KIND)
+    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(doc, sort_keys=False))
 
 
 __all__ = ["CONFIG_FILE", "METRICS_FILE", "BatchInfo", "run_audit"]

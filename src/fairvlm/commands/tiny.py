@@ -8,7 +8,9 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``fairvlm tiny``."""
     parser.add_argument("family", help="a family from `fairvlm models` (e.g. llava)")
-    parser.add_argument("out", help="directory to write (replaced if it exists)")
+    parser.add_argument(
+        "out", help="directory to write (replaces only a fairvlm model folder or an empty one)"
+    )
     parser.add_argument("--hidden-size", type=int, default=32, help="text hidden size")
     parser.add_argument("--num-layers", type=int, default=2, help="text decoder layers")
     parser.add_argument("--num-heads", type=int, default=4, help="attention heads")
@@ -18,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-size", type=int, default=8)
     parser.add_argument("--corpus", help="text file (one text per line) to train the tokenizer on")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace OUT even if it is not a fairvlm model"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         patch_size=args.patch_size,
         corpus=corpus,
         seed=args.seed,
+        overwrite=args.overwrite,
     )
     n_params = sum(p.numel() for p in vlm.model.parameters())
     print(

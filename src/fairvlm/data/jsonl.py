@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from fairvlm.data.atomic import atomic_dir
+from fairvlm.atomic import atomic_dir
 from fairvlm.data.imagefiles import SOURCE_IMAGE, ImageFolderWriter
 from fairvlm.data.readers.base import (
     ReadResult,

@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from fairvlm.data.atomic import atomic_dir
+from fairvlm.atomic import atomic_dir
 from fairvlm.data.imagefiles import ImageFolderWriter
 from fairvlm.data.jsonl import group_by_split, iter_split_samples, sample_from_record, sample_record
 from fairvlm.data.readers.base import ReadResult, RowCollector, RowError, new_metadata

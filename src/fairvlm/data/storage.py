@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image as PILImage
 
-from fairvlm.data.atomic import atomic_dir, check_replaceable
+from fairvlm.atomic import atomic_dir, check_replaceable
 from fairvlm.data.schema import TASKS, Sample
 from fairvlm.errors import DataError, bad_value
 

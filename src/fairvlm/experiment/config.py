@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fairvlm.atomic import check_name
 from fairvlm.errors import ConfigError
 from fairvlm.experiment.yamlpos import KeyPath, Marks, load_yaml_file, load_yaml_with_marks
 
@@ -303,6 +304,10 @@ def _methods(raw: Any, path: KeyPath, marks: Marks) -> list[MethodSpec]:
         if not isinstance(d.get("method"), str):
             raise marks.error(here, "each entry needs method: NAME")
         name = d.get("name", d["method"])
+        try:
+            check_name(name, "name")  # it names the method's stage folders
+        except ConfigError as exc:
+            raise marks.error((*here, "name" if "name" in d else "method"), str(exc)) from None
         spec = MethodSpec(d["method"], str(name), dict(d.get("config") or {}), here)
         _check_parts(spec, marks)
         if spec.name == BASE or any(m.name == spec.name for m in out):

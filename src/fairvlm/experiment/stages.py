@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fairvlm.atomic import write_marker
 from fairvlm.errors import ConfigError
 
 DONE_FILE = "stage.json"
@@ -161,8 +162,14 @@ class StageGraph:
             self.stages[stage.id] = stage
 
     def folder(self, stage_id: str) -> Path:
-        """The absolute folder of a stage."""
-        return self.run_dir / self.stages[stage_id].folder
+        """The absolute folder of a stage, always inside the run folder (it is replaced)."""
+        folder = self.run_dir / self.stages[stage_id].folder
+        if not folder.resolve().is_relative_to(self.run_dir.resolve()):
+            raise ConfigError(
+                f"stage {stage_id!r}: its folder {str(folder)!r} is outside the run folder "
+                f"{str(self.run_dir)!r}: name the study and method rows without '..' or '/'"
+            )
+        return folder
 
     def done_record(self, stage_id: str) -> dict[str, Any] | None:
         """The ``stage.json`` of a stage, or ``None``."""
@@ -236,6 +243,7 @@ class StageGraph:
             shutil.rmtree(folder)
             resume = False
         folder.mkdir(parents=True, exist_ok=True)
+        write_marker(folder, stage.kind)  # the stage's writer may fill this folder in place
         write_json(
             folder / CONFIG_FILE,
             {

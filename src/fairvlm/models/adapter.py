@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
+from fairvlm.atomic import OUTPUT_MARKER, atomic_dir, check_output_dir, write_marker
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, bad_value
 from fairvlm.models.families import get_family, resolve_attr
@@ -22,11 +21,20 @@ from fairvlm.models.scoring import OptionScores, answer_logprobs, normalise_opti
 # PaliGemma's token_type_ids mark the suffix (answer) with 1, the prefix with 0.
 _ANSWER_FILL = {"attention_mask": 1, "token_type_ids": 1}
 _PAD_FILL = {"labels": -100}
+MODEL_KIND = "model"
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+class CallListener(Protocol):
+    """Told of each model call the adapter makes (e.g. a steering step tracker)."""
+
+    def begin(self, input_length: int) -> None: ...
+
+    def end(self) -> None: ...
 
 
 class VLMAdapter:
@@ -36,6 +44,9 @@ class VLMAdapter:
         model: the ``transformers`` model (a ``peft.PeftModel`` when an adapter is loaded).
         processor: the family's processor; its tokenizer pads on the left.
         family: the fairvlm family name; ``name_or_path``: where it was loaded from.
+        call_listeners: told the input length before, and the end after, each model
+            call of ``generate``, ``score_options`` and ``forward_batch``: what lets
+            steering tell prompt from generated tokens without reading upstream internals.
     """
 
     def __init__(self, model: Any, processor: Any, family: str, name_or_path: str = "") -> None:
@@ -51,6 +62,7 @@ class VLMAdapter:
         end = self.spec.end_token or self.tokenizer.eos_token
         self.end_token = end
         self.end_token_ids = sorted({self.tokenizer.convert_tokens_to_ids(end)})
+        self.call_listeners: list[CallListener] = []
 
     # -- structure -----------------------------------------------------------------
     @property
@@ -234,9 +246,23 @@ class VLMAdapter:
         return int((enc["input_ids"] == self.image_token_id).sum())
 
     # -- inference -----------------------------------------------------------------
+    @contextmanager
+    def _model_call(self, batch: Mapping[str, torch.Tensor]) -> Iterator[None]:
+        """Announce one model call on ``batch`` (its input length) to ``call_listeners``."""
+        length = int(batch["input_ids"].shape[1])
+        listeners = list(self.call_listeners)
+        for listener in listeners:
+            listener.begin(length)
+        try:
+            yield
+        finally:
+            for listener in listeners:
+                listener.end()
+
     def forward_batch(self, batch: Any) -> Any:
         """``model(**batch)`` without ``labels`` (no loss computed)."""
-        return self.model(**{k: v for k, v in batch.items() if k != "labels"})
+        with self._model_call(batch):
+            return self.model(**{k: v for k, v in batch.items() if k != "labels"})
 
     def generate(
         self,
@@ -261,7 +287,7 @@ class VLMAdapter:
         chunks = list(_chunks(list(samples), batch_size))
         for chunk in tqdm(chunks, desc="generate", disable=not progress):
             batch = self.collate(chunk)
-            with torch.inference_mode():
+            with torch.inference_mode(), self._model_call(batch):
                 out = self.model.generate(**batch, **kwargs)
             new = out[:, batch["input_ids"].shape[1] :]
             decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
@@ -293,7 +319,7 @@ class VLMAdapter:
             batch = self._encode([p[2] for p in chunk], [p[3] for p in chunk], with_end=False)
             labels = batch.pop("labels")
             keep = int((labels != -100).sum(dim=1).max()) + 1
-            with torch.inference_mode():
+            with torch.inference_mode(), self._model_call(batch):
                 logits = self.model(**batch, logits_to_keep=keep).logits
             total, n = answer_logprobs(logits, labels)
             for (i, k, _, _), t, c in zip(chunk, total.tolist(), n.tolist(), strict=True):
@@ -303,28 +329,24 @@ class VLMAdapter:
         return OptionScores(sum_logprob=sums, mean_logprob=means, n_tokens=counts)
 
     # -- persistence ---------------------------------------------------------------
-    def save(self, out_dir: str | Path) -> None:
+    def save(self, out_dir: str | Path, overwrite: bool = False) -> None:
         """``save_pretrained`` the model and the processor into ``out_dir``, atomically.
 
+        An existing ``out_dir`` is replaced only when it is a model folder fairvlm wrote
+        (its ``fairvlm_output.json`` says ``model``) or empty, unless ``overwrite``.
         For a ``PeftModel`` PEFT saves the adapter only (reload it with
         ``load_vlm(base, adapter=out_dir)``); the processor is saved alongside.
+
+        Raises:
+            DataError: ``out_dir`` holds something else (a user's folder, a dataset).
         """
         out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
+        if out.exists() and not overwrite:
+            check_output_dir(out, MODEL_KIND)
+        with atomic_dir(out, OUTPUT_MARKER, overwrite=True) as tmp:
             self.model.save_pretrained(tmp)
             self.processor.save_pretrained(tmp)
-            if out.exists():
-                old = out.with_name(f".{out.name}.old-{os.getpid()}")
-                os.replace(out, old)
-                os.replace(tmp, out)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+            write_marker(tmp, MODEL_KIND)
 
     def __repr__(self) -> str:
         return (

@@ -131,21 +131,27 @@ def build_tiny_vlm(
     corpus: Iterable[str] | None = None,
     seed: int = 0,
     vocab_size: int = 512,
+    overwrite: bool = False,
 ) -> VLMAdapter:
     """Build a randomly initialised tiny VLM of ``family``, fully offline.
 
     The tokenizer is trained on ``corpus`` (default: :data:`DEFAULT_CORPUS`), the
     processor is the family's own (PIL image backend), and the model is built from a
     config of the given sizes with ``seed``. When ``out_dir`` is given the model and
-    processor are saved there with ``save_pretrained`` (``load_vlm(out_dir)`` reloads it).
+    processor are saved there with ``save_pretrained`` (``load_vlm(out_dir)`` reloads it);
+    an existing ``out_dir`` is replaced only when it is a fairvlm model folder or empty,
+    unless ``overwrite`` (checked before any work).
     """
     import torch
 
+    from fairvlm.atomic import check_output_dir
     from fairvlm.models.adapter import VLMAdapter
     from fairvlm.models.families import transformers_class
     from fairvlm.models.tiny_configs import BUILDERS
 
     spec = get_family(family)
+    if out_dir is not None:
+        check_output_dir(Path(out_dir), "model", overwrite)
     cfg = TinyConfig(
         hidden_size=hidden_size,
         num_layers=num_layers,
@@ -171,6 +177,6 @@ def build_tiny_vlm(
     model.generation_config.do_sample = False
     adapter = VLMAdapter(model, processor, spec.name, name_or_path=f"tiny-{spec.name}")
     if out_dir is not None:
-        adapter.save(out_dir)
+        adapter.save(out_dir, overwrite=overwrite)
         adapter.name_or_path = str(out_dir)
     return adapter

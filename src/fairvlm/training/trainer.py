@@ -130,8 +130,10 @@ class FairTrainer(Trainer):
         Remaining arguments go to ``transformers.Trainer``.
     """
 
-    # compute_loss returns a per-micro-batch mean: the Trainer divides it by the
-    # number of accumulation steps.
+    # compute_loss returns a per-micro-batch mean: the Trainer must divide it by the
+    # number of accumulation steps. transformers >= 5.19 reads this documented class
+    # attribute; older releases read model_accepts_loss_kwargs (set in __init__).
+    # test_gradient_accumulation_matches_the_full_batch pins both.
     loss_is_scaled_for_ga = False
 
     def __init__(
@@ -152,6 +154,7 @@ class FairTrainer(Trainer):
         callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks += [ExtraScalarsCallback(self), TermsCheckpointCallback()]
         super().__init__(model, *args, callbacks=callbacks, **kwargs)
+        self.model_accepts_loss_kwargs = False
 
     @property
     def terms(self) -> list[LossTerm]:

@@ -12,14 +12,18 @@ Operators, with ``v`` the layer's direction, ``u = v / |v|`` and ``alpha`` the s
 
 ``add`` and ``ablate`` with ``alpha = 0`` leave the model exactly unchanged.
 
-Positions: ``all``; ``prompt`` (the tokens of the first forward pass, the prefill); or
-``generated`` (the tokens decoded after it). transformers 5 no longer passes
-``cache_position`` to decoder layers, so a pre-hook on the first decoder layer rebuilds it
-the way ``generate`` does: ``past_key_values.get_seq_length()`` (tokens already cached)
-plus the step's length; a step starting at cache position 0 is a prefill and fixes the
-prompt length. A ``cache_position`` keyword, where a model still passes one, wins.
-``prompt`` / ``generated`` therefore need the KV cache (``generate``'s default): without
-it every step re-reads the whole sequence and counts as a prefill.
+Positions: ``all``; ``prompt`` (the tokens of the input fairvlm built: the prefill); or
+``generated`` (the tokens decoded after it). Where the prompt ends is taken from
+fairvlm's own side, never from what transformers passes to a decoder layer (a keyword
+that was renamed once already: ``past_key_values`` became ``cache`` in 5.24):
+:class:`fairvlm.models.VLMAdapter` announces each of its model calls (``generate``,
+``score_options``, ``forward_batch``) with the length of the input it built, and each
+steered layer counts the positions its own output has covered since then. With the KV
+cache (``generate``'s default) the first steps cover the prompt and each later step the
+new tokens. Anything else, a call the adapter did not announce, a step that re-reads
+the sequence (``use_cache=False``) or a first step longer than the input, raises a
+:class:`~fairvlm.errors.ConfigError` naming ``positions``: it never steers other tokens
+silently.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fairvlm.errors import ConfigError, bad_value
 from fairvlm.mitigation.steering.vector import check_operator, check_positions, check_scale
 
 if TYPE_CHECKING:
@@ -41,39 +46,66 @@ if TYPE_CHECKING:
 Edit = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
+_FIX = "call the model through VLMAdapter.generate / score_options / forward_batch, or use positions='all'"
+
+
 @dataclass
 class StepTracker:
-    """Which tokens of the current forward step are prompt tokens.
+    """Which tokens of a layer's current step belong to the prompt.
 
-    ``kind`` is ``prompt``, ``generated`` or ``mixed`` (a step spanning both, e.g. a
-    chunked prefill); for ``mixed``, ``prompt_mask`` is ``[T]`` float, 1 at prompt tokens.
+    The adapter calls :meth:`begin` with the length of the input it built before each
+    model call and :meth:`end` after it (it is one of ``VLMAdapter.call_listeners``).
+    Each steered layer counts the positions it has output since :meth:`begin`, so the
+    tracker needs no keyword of the decoder layer's signature.
     """
 
-    prompt_len: int = 0
-    kind: str = "prompt"
-    prompt_mask: torch.Tensor | None = None
+    positions: str
+    prompt_len: int | None = None
+    seen: dict[int, int] = field(default_factory=dict)
 
-    def pre_hook(self, module: Any, args: tuple, kwargs: dict) -> None:
-        hidden = args[0] if args else kwargs["hidden_states"]
+    def begin(self, input_length: int) -> None:
+        self.prompt_len = int(input_length)
+        self.seen = {}
+
+    def end(self) -> None:
+        self.prompt_len = None
+
+    def split(self, layer: int, hidden: torch.Tensor) -> str | torch.Tensor:
+        """``"prompt"`` or ``"generated"`` for a whole step, else a ``[T]`` float mask
+        that is 1 at the step's prompt tokens (a step across the prompt's end, e.g. a
+        chunked prefill).
+
+        Raises:
+            ConfigError: the step's positions cannot be known (see the module docstring).
+        """
+        if self.prompt_len is None:
+            raise ConfigError(
+                f"positions={self.positions!r} needs to know where the prompt ends, but the "
+                f"model was called without fairvlm announcing its input: {_FIX}"
+            )
         length = int(hidden.shape[1])
-        cache_position = kwargs.get("cache_position")
-        if cache_position is not None:
-            start = int(cache_position.reshape(-1)[0])
-        else:
-            past = kwargs.get("past_key_values")
-            start = int(past.get_seq_length()) if past is not None else 0
-        if start == 0:
-            self.prompt_len = length
+        start = self.seen.get(layer, 0)
         end = start + length
-        self.prompt_mask = None
+        if start == 0 and length > self.prompt_len:
+            raise ConfigError(
+                f"positions={self.positions!r}: decoder layer {layer} saw {length} tokens in the "
+                f"first step of a call whose input has {self.prompt_len}; the model changes the "
+                f"sequence length, so its prompt positions are unknown: {_FIX}"
+            )
+        if start >= self.prompt_len and length > 1:
+            raise ConfigError(
+                f"positions={self.positions!r}: decoder layer {layer} saw a step of {length} "
+                f"tokens after the {self.prompt_len}-token prompt, so the model re-reads the "
+                "sequence (use_cache=False?) and generated positions are unknown: generate "
+                "with the KV cache (the default), or use positions='all'"
+            )
+        self.seen[layer] = end
         if end <= self.prompt_len:
-            self.kind = "prompt"
-        elif start >= self.prompt_len:
-            self.kind = "generated"
-        else:
-            self.kind = "mixed"
-            pos = torch.arange(start, end, device=hidden.device)
-            self.prompt_mask = (pos < self.prompt_len).to(hidden.dtype)
+            return "prompt"
+        if start >= self.prompt_len:
+            return "generated"
+        pos = torch.arange(start, end, device=hidden.device)
+        return (pos < self.prompt_len).to(hidden.dtype)
 
 
 @dataclass
@@ -121,18 +153,19 @@ def _make_edit(operator: str, vec: torch.Tensor, scale: float) -> Edit:
     return edit
 
 
-def _make_hook(edit: Edit, tracker: StepTracker | None, positions: str) -> Callable:
+def _make_hook(edit: Edit, tracker: StepTracker | None, layer: int) -> Callable:
     def hook(module: Any, args: tuple, output: Any) -> Any:
+        hidden = output[0] if isinstance(output, tuple) else output  # older layers: (hidden, ...)
         mask = None
         if tracker is not None:
-            kind = tracker.kind
-            if kind == "mixed":
-                mask = tracker.prompt_mask if positions == "prompt" else 1 - tracker.prompt_mask
-            elif kind != positions:
+            part = tracker.split(layer, hidden)
+            if isinstance(part, torch.Tensor):
+                mask = part if tracker.positions == "prompt" else 1 - part
+            elif part != tracker.positions:
                 return None  # not a step to steer: output unchanged
-        if isinstance(output, tuple):  # older layers return (hidden, ...)
-            return (edit(output[0], mask), *output[1:])
-        return edit(output, mask)
+        if isinstance(output, tuple):
+            return (edit(hidden, mask), *output[1:])
+        return edit(hidden, mask)
 
     return hook
 
@@ -167,11 +200,14 @@ def steer(
         vector: the steering vector.
         scale: alpha of the operator (see the module docstring).
         operator: ``add``, ``ablate`` or ``ablate_then_add``.
-        positions: ``all``, ``prompt`` or ``generated``.
+        positions: ``all``, ``prompt`` or ``generated`` (the last two on a
+            :class:`~fairvlm.models.VLMAdapter`, through its own model calls).
         layers: apply only these of the vector's layers (``None``: all of them).
 
     Raises:
-        ConfigError: a bad operator, positions, scale or layer selection.
+        ConfigError: a bad operator, positions, scale or layer selection; inside the
+            block, a model call whose prompt positions cannot be known (``positions``
+            other than ``all``).
         ModelError: the vector does not fit the model (hidden size, layer count, layer range).
     """
     check_operator(operator)
@@ -185,21 +221,31 @@ def steer(
         device, dtype = _param_device_dtype(blocks[layer], adapter)
         vec = vector.vectors[layer].to(device=device, dtype=dtype)
         edits[layer] = _make_edit(operator, vec, scale)
-    tracker = StepTracker() if positions != "all" else None
+    tracker = None
+    if positions != "all":
+        listeners = getattr(adapter, "call_listeners", None)
+        if listeners is None:
+            raise bad_value(
+                "positions",
+                positions,
+                f"{type(adapter).__name__} does not announce its model calls, so prompt and "
+                "generated tokens cannot be told apart: steer a VLMAdapter, or use positions='all'",
+            )
+        tracker = StepTracker(positions)
     handle = SteeringHandle(chosen, scale, operator, positions)
     try:
         if tracker is not None:
-            handle.handles.append(
-                blocks[0].register_forward_pre_hook(tracker.pre_hook, with_kwargs=True)
-            )
+            listeners.append(tracker)
         for layer in chosen:
-            hook = _make_hook(edits[layer], tracker, positions)
+            hook = _make_hook(edits[layer], tracker, layer)
             handle.handles.append(blocks[layer].register_forward_hook(hook))
         yield handle
     finally:
         for h in handle.handles:
             h.remove()
         handle.handles.clear()
+        if tracker is not None:
+            listeners.remove(tracker)
 
 
 __all__ = ["SteeringHandle", "StepTracker", "steer"]

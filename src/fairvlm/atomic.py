@@ -1,0 +1,134 @@
+"""Atomic outputs, and the rules for replacing them.
+
+Every output is built under a temporary name beside its destination and renamed into
+place, so an interrupted write never leaves a half-written output that looks complete.
+A folder is replaced only when fairvlm wrote it and it holds the same kind of output
+(its marker file), or when it is empty; anything else needs ``overwrite`` (``--overwrite``).
+Every name that becomes a path component goes through :func:`check_name`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fairvlm.errors import ConfigError, DataError
+
+#: The marker of the outputs that have no file of their own to identify them.
+OUTPUT_MARKER = "fairvlm_output.json"
+
+
+def check_name(value: object, name: str) -> str:
+    """``value`` as a single, plain path component, or a :class:`ConfigError`.
+
+    No separators, no ``..``, no leading dot (hidden, or a relative path), no empty name.
+    """
+    text = str(value) if value is not None else ""
+    bad = (
+        not text.strip()
+        or text.startswith(".")
+        or any(sep in text for sep in ("/", "\\", os.sep))
+        or "\0" in text
+    )
+    if bad:
+        raise ConfigError(
+            f"{name}={value!r} is not valid: it becomes a folder name; use letters, digits, "
+            "- and _ (no path separators, no leading dot, not empty)"
+        )
+    return text
+
+
+def check_replaceable(out: Path, marker: str, overwrite: bool = False) -> None:
+    """Raise unless ``out`` is absent, an empty folder or a folder holding ``marker``
+    (or ``overwrite`` is given)."""
+    if not out.exists() or overwrite:
+        return
+    if out.is_dir() and ((out / marker).is_file() or not any(out.iterdir())):
+        return
+    raise DataError(
+        f"out={str(out)!r} exists and is not a fairvlm output of this kind (no {marker}); "
+        "choose another output path, remove it first, or pass --overwrite to replace it"
+    )
+
+
+def output_kind(out: Path) -> str | None:
+    """The kind recorded in ``out``'s :data:`OUTPUT_MARKER`, ``None`` when there is none."""
+    try:
+        return json.loads((out / OUTPUT_MARKER).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_output_dir(out: Path, kind: str, overwrite: bool = False) -> None:
+    """Raise unless ``out`` may receive an output of ``kind`` in place (a resumable
+    folder): absent, empty, or marked as ``kind`` by fairvlm (or ``overwrite``)."""
+    if not out.exists() or overwrite:
+        return
+    if out.is_dir() and (output_kind(out) == kind or not any(out.iterdir())):
+        return
+    found = output_kind(out) if out.is_dir() else None
+    what = f"a fairvlm {found} folder" if found else "not a fairvlm output folder"
+    raise DataError(
+        f"out={str(out)!r} exists and is {what}, not a fairvlm {kind} folder; choose another "
+        "output path, or pass --overwrite to write there anyway"
+    )
+
+
+def write_marker(out: Path, kind: str) -> None:
+    """Mark ``out`` as a fairvlm output of ``kind`` (atomically)."""
+    atomic_write_text(out / OUTPUT_MARKER, json.dumps({"kind": kind}) + "\n")
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(out: str | Path, marker: str, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder that replaces ``out`` when the block succeeds.
+
+    ``marker`` is the file that identifies a complete output of this kind: an existing
+    ``out`` is replaced only when it holds it (or is empty, or ``overwrite``), so a
+    user's unrelated folder is never deleted. The caller writes ``marker`` last.
+    """
+    out = Path(out)
+    check_replaceable(out, marker, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        check_replaceable(out, marker, overwrite)
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+__all__ = [
+    "OUTPUT_MARKER",
+    "atomic_dir",
+    "atomic_write_text",
+    "check_name",
+    "check_output_dir",
+    "check_replaceable",
+    "output_kind",
+    "write_marker",
+]

@@ -1,0 +1,109 @@
+"""No writer deletes or writes beside a user's files, and no name escapes its folder."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from audit_support import audit_samples
+
+from fairvlm.atomic import OUTPUT_MARKER, check_name
+from fairvlm.cli import main
+from fairvlm.errors import ConfigError
+
+FAST = ["--batch-size", "4", "--max-new-tokens", "4", "--n-boot", "10", "--no-progress"]
+
+
+def _user_folder(path):
+    """A user's folder with a file in it; returns ``{file: bytes}`` to compare later."""
+    path.mkdir(parents=True)
+    (path / "thesis.tex").write_bytes(b"\\chapter{Results}\n\x00\xff binary tail")
+    (path / "notes").mkdir()
+    (path / "notes" / "a.txt").write_text("keep me")
+    return _contents(path)
+
+
+def _contents(path):
+    return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from fairvlm.data import save_dataset
+
+    return save_dataset(
+        {"test": audit_samples(4, tasks=["vqa"])}, tmp_path_factory.mktemp("d") / "d"
+    )
+
+
+@pytest.mark.parametrize("name", ["", "  ", ".", "..", "../x", "a/b", ".hidden", "a\\b", "x\0"])
+def test_names_that_become_paths_are_plain_components(name):
+    with pytest.raises(ConfigError, match="becomes a folder name"):
+        check_name(name, "name")
+    assert check_name("lora-r8_v2+steer", "name") == "lora-r8_v2+steer"
+
+
+def test_tiny_keeps_a_users_folder_and_a_dataset(tmp_path, dataset, capsys):
+    user = tmp_path / "mine"
+    before = _user_folder(user)
+    assert main(["tiny", "llava", str(user)]) == 2
+    err = capsys.readouterr().err
+    assert "not a fairvlm output folder" in err and "--overwrite" in err and str(user) in err
+    assert _contents(user) == before
+    data_before = _contents(dataset)
+    assert main(["tiny", "llava", str(dataset)]) == 2
+    assert _contents(dataset) == data_before
+
+
+def test_tiny_replaces_its_own_model_folder_and_overwrite_replaces_any(tmp_path):
+    out = tmp_path / "m"
+    assert main(["tiny", "llava", str(out)]) == 0
+    assert (out / OUTPUT_MARKER).is_file() and (out / "config.json").is_file()
+    assert main(["tiny", "llava", str(out), "--hidden-size", "16", "--num-heads", "2"]) == 0
+    assert '"hidden_size": 16' in (out / "config.json").read_text()
+    user = tmp_path / "mine"
+    _user_folder(user)
+    assert main(["tiny", "llava", str(user), "--overwrite"]) == 0
+    assert not (user / "thesis.tex").exists() and (user / "config.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_experiment_method_names_cannot_leave_the_run_folder(tmp_path):
+    from fairvlm.experiment.config import load_experiment
+
+    victim = tmp_path / "victim"
+    before = _user_folder(victim)
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            studies:
+              clinical:
+                data: {synth: clinical}
+                methods:
+                  - lora
+                  - {method: lora, name: "../../../victim"}
+            """
+        )
+    )
+    with pytest.raises(ConfigError, match=r"exp.yaml:6: studies.clinical.methods\[1\].name"):
+        load_experiment(path)
+    assert main(["run", str(path), "--out", str(tmp_path / "runs" / "a")]) == 2
+    assert _contents(victim) == before
+
+
+def test_audit_refuses_a_users_folder_and_a_dataset(tiny_llava, dataset, tmp_path, capsys):
+    argv = ["audit", str(tiny_llava), str(dataset), "--tasks", "vqa", *FAST]
+    user = tmp_path / "mine"
+    before = _user_folder(user)
+    assert main([*argv, "--out", str(user)]) == 2
+    assert "not a fairvlm output folder" in capsys.readouterr().err
+    assert _contents(user) == before
+    data_before = _contents(dataset)
+    assert main([*argv, "--out", str(dataset)]) == 2
+    assert _contents(dataset) == data_before
+    out = tmp_path / "audit"
+    assert main([*argv, "--out", str(out)]) == 0
+    assert main([*argv, "--out", str(out)]) == 0  # its own folder: resumed
+    assert main(["tiny", "llava", str(out)]) == 2  # an audit folder is not a model folder
+    assert (out / "records.parquet").is_file()
