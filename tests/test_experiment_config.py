@@ -8,7 +8,7 @@ import pytest
 
 from fairvlm.errors import ConfigError
 from fairvlm.experiment.config import load_experiment
-from fairvlm.experiment.yamlpos import load_yaml_with_marks, path_text
+from fairvlm.yamlpos import load_yaml_with_marks, path_text
 
 
 def load(text: str, tmp_path, quick: bool = False):

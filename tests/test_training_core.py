@@ -164,6 +164,26 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tiny_llava, tmp_path):
     assert losses(resumed) == losses(full)
 
 
+def test_resume_skips_a_checkpoint_left_incomplete_by_a_kill(tiny_llava, tmp_path, capsys):
+    """A kill while saving leaves checkpoint-N without trainer_state.json: resume from
+    the newest complete one, say which was skipped, and end with the same weights."""
+    cfg = train_cfg(steps=6, save_steps=3)
+    data = group_samples(16)
+    train(tiny_llava, data, "lora", cfg, tmp_path / "a", probe_data=[])
+    with pytest.raises(RuntimeError, match="killed"):
+        train(tiny_llava, data, "lora", cfg, tmp_path / "b", callbacks=[_Kill()], probe_data=[])
+    root = tmp_path / "b" / "checkpoints"
+    broken = root / "checkpoint-5"
+    broken.mkdir()
+    (broken / "adapter_model.safetensors").write_bytes(b"half-written")
+    capsys.readouterr()
+    resumed = train(tiny_llava, data, "lora", cfg, tmp_path / "b", resume=True, probe_data=[])
+    assert f"skipping {broken}" in capsys.readouterr().err
+    assert resumed.global_step == 6
+    a, b = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_train_config_is_saved_next_to_the_adapter(tiny_llava, tmp_path):
     import yaml
 

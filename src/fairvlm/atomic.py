@@ -9,6 +9,7 @@ Every name that becomes a path component goes through :func:`check_name`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -84,6 +85,29 @@ def write_marker(out: Path, kind: str) -> None:
     atomic_write_text(out / OUTPUT_MARKER, json.dumps({"kind": kind}) + "\n")
 
 
+def describe_write_error(exc: OSError) -> str:
+    """One line for an ``OSError`` of writing: the path, the reason and the fix."""
+    where = exc.filename or "the output"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some space there or choose an output on another disk"
+    else:
+        fix = "choose a writable output path (--out) or fix its permissions"
+    return f"cannot write {str(where)!r}: {exc.strerror or exc}; {fix}"
+
+
+def check_writable(out: str | Path, name: str = "out") -> None:
+    """Fail before any work when the folder that will receive ``out`` is not writable."""
+    out = Path(out)
+    parent = out if out.is_dir() else out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = parent / f".fairvlm-write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{name}={str(out)!r}: {describe_write_error(exc)}") from None
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
     path = Path(path)
@@ -129,6 +153,8 @@ __all__ = [
     "check_name",
     "check_output_dir",
     "check_replaceable",
+    "check_writable",
+    "describe_write_error",
     "output_kind",
     "write_marker",
 ]

@@ -9,8 +9,13 @@ only the standard library at module level (heavy imports go inside ``run``) so t
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
+
+# A read-only folder, missing permission or a full disk: the user's to fix, not a bug.
+_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 #: name -> (module, one-line help). Order is the order of ``fairvlm --help``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -61,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    from fairvlm.atomic import describe_write_error
     from fairvlm.errors import FairVLMError
     from fairvlm.upstream_warnings import filter_unavoidable
 
@@ -70,9 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     except FairVLMError as exc:
         print(f"fairvlm {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        print(f"fairvlm {args.command}: error: {describe_write_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"fairvlm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader closed the pipe (`fairvlm data inspect D | head`): stop quietly, with
+        # the exit status of a process killed by SIGPIPE, as other Unix tools do; stdout
+        # goes to devnull so that the interpreter's final flush raises nothing either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fairvlm.atomic import atomic_write_text, check_output_dir, write_marker
+from fairvlm.atomic import atomic_write_text, check_output_dir, check_writable, write_marker
 from fairvlm.audit.config import AuditConfig
 from fairvlm.audit.plan import AuditPlan, Unit, plan_audit
 from fairvlm.audit.sharding import process_state, shard
@@ -87,6 +87,7 @@ def run_audit(
     plan = plan_audit(data, cfg)
     out = Path(out_dir)
     check_output_dir(out, AUDIT_KIND, overwrite)  # never write beside a user's files
+    check_writable(out, "out_dir")  # before the model loads
     store = RecordStore(out, plan.attributes)
     model_label = _model_label(model_or_adapter)
     identity = _identity(plan, cfg, model_label, adapter, steer)

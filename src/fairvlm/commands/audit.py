@@ -64,23 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from pathlib import Path
-
-    import yaml
 
     from fairvlm.audit import AuditConfig
-    from fairvlm.errors import bad_value
+    from fairvlm.yamlpos import read_yaml_mapping
 
     data: dict = {}
     if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise bad_value("--config", args.config, "give an existing YAML file")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml_mapping(args.config, "--config")
         if isinstance(data.get("audit"), dict):  # a previous audit's config.yaml
             data = data["audit"]
-        if not isinstance(data, dict):
-            raise bad_value("--config", args.config, "the YAML must map AuditConfig fields")
     for flag in ("tasks", "batch_size", "limit", "split", "attributes", "seed"):
         if getattr(args, flag) is not None:
             data[flag] = getattr(args, flag)

@@ -57,22 +57,22 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _overrides(items: list[str]) -> dict:
-    import yaml
-
     from fairvlm.errors import bad_value
+    from fairvlm.yamlpos import parse_yaml_value
 
     out = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise bad_value("--set", item, "write key=value, e.g. aggregator=pca")
-        out[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        out[key.strip()] = parse_yaml_value(text, key.strip())
     return out
 
 
 def _build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from fairvlm.atomic import check_writable
     from fairvlm.errors import bad_value
     from fairvlm.mitigation import steering
     from fairvlm.models import load_vlm
@@ -86,6 +86,7 @@ def _build(args: argparse.Namespace) -> int:
         raise bad_value("DATA", args.data, "give an existing dataset folder")
     if not args.out.endswith(".safetensors"):
         raise bad_value("--out", args.out, "name a .safetensors file")
+    check_writable(args.out, "--out")  # before the vector is computed, not after
     vlm = load_vlm(args.model, dtype=args.dtype, device=args.device, adapter=args.adapter)
     builder = (
         steering.build_contrastive if args.method == "contrastive" else steering.build_gradient

@@ -41,7 +41,7 @@ from typing import Any
 
 from fairvlm.atomic import check_name
 from fairvlm.errors import ConfigError
-from fairvlm.experiment.yamlpos import KeyPath, Marks, load_yaml_file, load_yaml_with_marks
+from fairvlm.yamlpos import KeyPath, Marks, load_yaml_file, load_yaml_with_marks
 
 #: Fine-tuning methods (``fairvlm.training.train``) and the module that registers them.
 TRAIN_METHODS: dict[str, str] = {

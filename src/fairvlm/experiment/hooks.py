@@ -14,7 +14,7 @@ from fairvlm.errors import ConfigError, FairVLMError
 
 if TYPE_CHECKING:
     from fairvlm.experiment.config import StudySpec
-    from fairvlm.experiment.yamlpos import KeyPath, Marks
+    from fairvlm.yamlpos import KeyPath, Marks
 
 
 def _attr(module: str, name: str, needed_for: str) -> Any:
@@ -143,7 +143,7 @@ def train_options(
 
 
 def _no_marks() -> Marks:
-    from fairvlm.experiment.yamlpos import Marks
+    from fairvlm.yamlpos import Marks
 
     return Marks("<experiment>")
 

@@ -45,6 +45,17 @@ def classification_disparities(
         known = np.array([v is not None for v in col])
         if known.sum() == 0:
             continue
+        if known.sum() < 2:  # fairlearn cannot take one sample; a gap needs two anyway
+            out[attr] = {
+                "demographic_parity_difference": float("nan"),
+                "equalized_odds_difference": float("nan"),
+                "n_unknown": int((~known).sum()),
+                "note": "undefined: fewer than 2 samples with a known value",
+                "per_class": {},
+            }
+            if yt is None:
+                del out[attr]["equalized_odds_difference"]
+            continue
         groups = col[known].astype(str)
         per_class = {}
         for lab in labels:

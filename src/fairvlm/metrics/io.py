@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from fairvlm.atomic import atomic_write_text
 from fairvlm.errors import DataError, bad_value
 from fairvlm.metrics.results import clean_json
 
@@ -28,21 +27,23 @@ def read_records(path: str | Path) -> pd.DataFrame:
             "give records.parquet, a .jsonl file or an audit directory",
             DataError,
         )
-    if p.suffix == ".jsonl":
-        return pd.read_json(p, lines=True)
-    return pd.read_parquet(p)
+    import pyarrow as pa
+
+    try:
+        if p.suffix == ".jsonl":
+            return pd.read_json(p, lines=True)
+        return pd.read_parquet(p)
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"RECORDS={str(path)!r} cannot be read as audit records ({reason}): give the "
+            "records.parquet or records.jsonl an audit wrote"
+        ) from None
 
 
 def write_metrics(metrics: dict, path: str | Path) -> Path:
-    """Write ``metrics.json`` atomically (temp file + ``os.replace``)."""
+    """Write ``metrics.json`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(clean_json(metrics), fh, indent=2, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(clean_json(metrics), indent=2, allow_nan=False))
     return path

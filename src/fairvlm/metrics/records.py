@@ -170,6 +170,7 @@ def _disparity_entries(targets, preds, ctx: _Ctx, labels) -> dict:
     disp = classification_disparities(
         targets, preds, ctx.sf, labels=labels, intersections=ctx.intersections
     )
+    ctx.notes += [f"disparities by {a} {d['note']}" for a, d in disp.items() if "note" in d]
     out = {}
     for key in ("demographic_parity_difference", "equalized_odds_difference"):
         if all(key in d for d in disp.values()):

@@ -134,13 +134,48 @@ def load_vlm(
         with torch.device("meta"):
             model = model_cls._from_config(config, dtype=_meta_dtype(torch_dtype, config))
     else:
-        model = model_cls.from_pretrained(
-            src, dtype=torch_dtype, trust_remote_code=trust_remote_code
-        ).to(dev)
+        model = _from_pretrained(model_cls, src, torch_dtype, trust_remote_code).to(dev)
     if adapter is not None:
         model = _load_adapter(model, adapter)
     model.eval()
     return VLMAdapter(model, processor, spec.name, name_or_path=src)
+
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_CONVERT = (
+    "fairvlm loads safetensors only, never pickles; convert once where you trust the "
+    "file: load it with transformers (or torch.load(..., weights_only=True)) and "
+    "save_pretrained(OUT, safe_serialization=True)"
+)
+
+
+def check_safetensors(folder: Path, what: str, weights: str = "*.safetensors") -> None:
+    """Refuse a local checkpoint or adapter folder whose weights are pickles only."""
+    if not folder.is_dir() or any(folder.glob(weights)):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    if pickles:
+        raise ModelError(f"{what}={str(folder)!r} holds pickled weights ({pickles[0]}): {_CONVERT}")
+
+
+def _from_pretrained(model_cls: Any, src: str, dtype: Any, trust_remote_code: bool) -> Any:
+    """``from_pretrained`` of safetensors weights, with one-line errors for bad files."""
+    from safetensors import SafetensorError
+
+    check_safetensors(Path(src), "path")
+    try:
+        return model_cls.from_pretrained(
+            src, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True
+        )
+    except SafetensorError as exc:
+        raise ModelError(
+            f"path={src!r}: a safetensors file is corrupt or truncated ({exc}); re-download "
+            "or re-save the checkpoint"
+        ) from None
+    except OSError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        fix = _CONVERT if "safetensors" in reason else "check the folder or hub id"
+        raise ModelError(f"path={src!r} cannot be loaded ({reason}); {fix}") from None
 
 
 def _meta_dtype(dtype: Any, config: Any) -> Any:
@@ -158,6 +193,7 @@ def _meta_dtype(dtype: Any, config: Any) -> Any:
 def _load_adapter(model: Any, adapter: str | Path) -> Any:
     """Wrap ``model`` in a ``peft.PeftModel`` loaded from ``adapter``."""
     from peft import PeftModel
+    from safetensors import SafetensorError
 
     path = Path(adapter).expanduser()
     if not (path / "adapter_config.json").is_file():
@@ -165,4 +201,11 @@ def _load_adapter(model: Any, adapter: str | Path) -> Any:
             f"adapter={str(adapter)!r} has no adapter_config.json: point at a directory "
             "written by PEFT's save_pretrained"
         )
-    return PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    check_safetensors(path, "adapter", "adapter_model.safetensors")
+    try:
+        return PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    except SafetensorError as exc:
+        raise ModelError(
+            f"adapter={str(adapter)!r}: adapter_model.safetensors is corrupt or truncated "
+            f"({exc}); retrain or re-save the adapter"
+        ) from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from fairvlm.errors import ConfigError, bad_value
+from fairvlm.yamlpos import parse_yaml_value
 
 #: Diagnoses the clinical generator can draw (see :mod:`fairvlm.synth.clinical`).
 DIAGNOSES = ("nevus", "melanoma", "keratosis")
@@ -247,7 +248,6 @@ def parse_overrides(cls: type, overrides: Sequence[str] | Mapping[str, Any] | No
         ConfigError: a malformed item, an unknown key or an invalid value; the message
             names the key, the value and the fix.
     """
-    import yaml
 
     if overrides is None:
         return cls()
@@ -264,10 +264,7 @@ def parse_overrides(cls: type, overrides: Sequence[str] | Mapping[str, Any] | No
             key = key.strip()
             if not key:
                 raise bad_value("--set", item, "the key before '=' is empty")
-            try:
-                data[key] = yaml.safe_load(text) if text.strip() else None
-            except yaml.YAMLError as exc:
-                raise bad_value(key, text, f"write a YAML scalar or [list] ({exc})") from None
+            data[key] = parse_yaml_value(text, key)
     return config_from_dict(cls, data)
 
 

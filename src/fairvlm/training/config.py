@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-from fairvlm.errors import ConfigError, bad_value
+from fairvlm.errors import bad_value
+from fairvlm.yamlpos import parse_yaml_value, read_yaml_mapping
 
 #: Every Linear of a LLaMA-style language model block (what FairLLaVA adapts).
 LM_TARGETS: tuple[str, ...] = (
@@ -222,7 +223,6 @@ def _set_path(tree: dict, keys: list[str], value: Any) -> None:
 
 def parse_overrides(sets: Sequence[str], raw: dict[str, Any] | None = None) -> dict[str, Any]:
     """Apply ``key=value`` strings to a raw ``{"train": ..., "method": ...}`` tree."""
-    import yaml
 
     tree: dict[str, Any] = {
         "train": dict((raw or {}).get("train") or {}),
@@ -238,7 +238,7 @@ def parse_overrides(sets: Sequence[str], raw: dict[str, Any] | None = None) -> d
         keys = [k for k in key.strip().split(".") if k]
         if not keys:
             raise bad_value("--set", item, "the key is empty")
-        value = yaml.safe_load(text) if text.strip() else None
+        value = parse_yaml_value(text, key.strip())
         if keys[0] in ("train", "method"):
             section, keys = keys[0], keys[1:]
         else:
@@ -261,17 +261,10 @@ def read_config(config: str | Path | Mapping[str, Any] | None) -> dict[str, Any]
     (``method_config`` holds the method options); or flat training fields with an
     optional ``method:`` mapping (``{"steps": 10, "method": {...}}``).
     """
-    import yaml
 
     if config is None:
         return {"train": {}, "method": {}}
-    if isinstance(config, str | Path):
-        path = Path(config)
-        if not path.is_file():
-            raise ConfigError(f"config={str(config)!r} does not exist: give a YAML file")
-        data = yaml.safe_load(path.read_text()) or {}
-    else:
-        data = dict(config)
+    data = read_yaml_mapping(config, "config") if isinstance(config, str | Path) else dict(config)
     if not isinstance(data, Mapping):
         raise bad_value(
             "config", type(data).__name__, "use a mapping with train: and method: sections"

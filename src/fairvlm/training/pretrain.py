@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from fairvlm.errors import ConfigError, DataError, bad_value
+from fairvlm.yamlpos import parse_yaml_value
 
 RECORD_FILE = "pretrain.json"
 CHECKPOINTS = "checkpoints"
@@ -133,14 +134,13 @@ class PretrainConfig:
 
 def load_pretrain_config(overrides: Sequence[str] = ()) -> PretrainConfig:
     """A config from ``key=value`` strings (``--set``; values parsed as YAML)."""
-    import yaml
 
     data: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             raise bad_value("--set", item, "write key=value, e.g. steps=300")
         key, text = item.split("=", 1)
-        data[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        data[key.strip()] = parse_yaml_value(text, key.strip())
     return PretrainConfig.from_dict(data)
 
 
@@ -295,9 +295,9 @@ def pretrain(
     samples = _samples(data, cfg)
 
     from transformers import TrainingArguments, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     from fairvlm.models import build_tiny_vlm
+    from fairvlm.training.checkpoints import last_complete_checkpoint
     from fairvlm.training.dataset import AttributeSpace, SampleDataset, TrainCollator
 
     set_seed(cfg.seed)
@@ -330,7 +330,7 @@ def pretrain(
     if state == "fresh":
         _write_json(out / RECORD_FILE, record)
     ckpt_root = out / CHECKPOINTS
-    ckpt = get_last_checkpoint(str(ckpt_root)) if state == "resume" and ckpt_root.is_dir() else None
+    ckpt = last_complete_checkpoint(ckpt_root) if state == "resume" else None
 
     args = TrainingArguments(
         output_dir=str(ckpt_root),

@@ -91,7 +91,7 @@ def _process_device(device: str | None) -> str | None:
 
 def _check_out_dir(out: Path, record: dict[str, Any], resume: bool) -> str | None:
     """The checkpoint to resume from (or None); raises when ``out`` holds another run."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from fairvlm.training.checkpoints import last_complete_checkpoint
 
     ckpt_root = out / CHECKPOINTS
     saved = out / CONFIG_FILE
@@ -111,7 +111,7 @@ def _check_out_dir(out: Path, record: dict[str, Any], resume: bool) -> str | Non
                     f"resume: the {key} in {saved} differs from this run's; resume with the same "
                     "config or choose another --out"
                 )
-    return get_last_checkpoint(str(ckpt_root)) if ckpt_root.is_dir() else None
+    return last_complete_checkpoint(ckpt_root)
 
 
 def _training_arguments(cfg: TrainConfig, out: Path, use_cpu: bool) -> Any:

@@ -107,15 +107,57 @@ def load_yaml_with_marks(text: str, source: str = "<string>") -> tuple[Any, Mark
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{source}{line}: not valid YAML ({exc})") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}{line}: not valid YAML ({problem})") from None
     if node is None:
         return {}, marks
     return _build(node, (), marks), marks
 
 
-def load_yaml_file(path: str | Path) -> tuple[Any, Marks]:
-    """:func:`load_yaml_with_marks` on a file (a clear error when it is missing)."""
+def load_yaml_file(path: str | Path, name: str = "experiment") -> tuple[Any, Marks]:
+    """:func:`load_yaml_with_marks` on a file (a clear error naming ``name`` when it is
+    missing or unreadable)."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"experiment={str(path)!r} does not exist: give a YAML file")
-    return load_yaml_with_marks(p.read_text(encoding="utf-8"), str(p))
+        raise ConfigError(f"{name}={str(path)!r} does not exist: give a YAML file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}={str(path)!r} cannot be read as text ({exc})") from None
+    return load_yaml_with_marks(text, str(p))
+
+
+def read_yaml_mapping(path: str | Path, name: str) -> dict[str, Any]:
+    """The mapping of a YAML config file (empty for an empty file).
+
+    Raises:
+        ConfigError: missing or unreadable file, invalid YAML (with ``file:line``), or a
+            document that is not a mapping; each names ``name`` or the file.
+    """
+    data, marks = load_yaml_file(path, name)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{marks.source}:1: {name} must be a mapping of fields (key: value), "
+            f"not a {type(data).__name__}"
+        )
+    return data
+
+
+def parse_yaml_value(text: str, key: str) -> Any:
+    """The value of a ``--set key=text`` override, parsed as YAML (``None`` when empty).
+
+    Raises:
+        ConfigError: ``text`` is not valid YAML.
+    """
+    import yaml
+
+    if not text.strip():
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "invalid"
+        raise ConfigError(
+            f"--set {key}={text!r} is not valid: not a YAML value ({problem}); write a "
+            "number, a word, a [list] or quote it, e.g. --set 'key=\"[a\"'"
+        ) from None

@@ -1,0 +1,138 @@
+"""Bad input ends in one line that names the file or argument and the fix, exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from audit_support import audit_samples
+
+from fairvlm.cli import main
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from fairvlm.data import save_dataset
+
+    root = tmp_path_factory.mktemp("errors")
+    return str(save_dataset({"test": audit_samples(2, tasks=["vqa"])}, root / "d"))
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("lr: [1\nsteps: 2\n", "not valid YAML"), ("- 1\n- 2\n", "must be a mapping")],
+)
+@pytest.mark.parametrize("command", ["audit", "train"])
+def test_config_yaml_with_a_syntax_error_or_a_list(
+    command, text, needle, dataset, tiny_llava, tmp_path, capsys
+):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    argv = [command, str(tiny_llava), dataset, "--out", str(tmp_path / "o"), "--config", str(bad)]
+    if command == "train":
+        argv += ["--method", "lora"]
+    assert main(argv) == 2
+    err = _one_line_error(capsys, str(bad), needle)
+    if needle == "not valid YAML":
+        assert f"{bad}:2" in err or f"{bad}:1" in err  # the line of the problem
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "M", "D", "--method", "lora", "--out", "o", "--set", "lr=[1"],
+        ["steer", "build", "M", "D", "--method", "contrastive", "--out", "v.st", "--set", "x=[1"],
+        ["pretrain", "D", "o", "--set", "steps=[1"],
+    ],
+)
+def test_set_value_that_is_not_yaml(argv, dataset, tiny_llava, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    real = {"M": str(tiny_llava), "D": dataset}
+    assert main([real.get(a, a) for a in argv]) == 2
+    _one_line_error(capsys, "--set", "[1", "not a YAML value")
+
+
+def test_metrics_of_a_file_that_is_not_records(tmp_path, capsys):
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    assert main(["metrics", str(bad)]) == 2
+    _one_line_error(capsys, str(bad), "cannot be read as audit records")
+
+
+def test_closed_pipe_ends_quietly(tmp_path):
+    """``fairvlm models | head -1``: no BrokenPipeError traceback."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        f"{sys.executable} -m fairvlm models | head -c 1",
+        shell=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_one_sample_audit_writes_metrics_with_undefined_gaps(tiny_llava, dataset, tmp_path):
+    """``--limit 1``: a gap over one sample is undefined (NaN, with a note), not a crash."""
+    import json
+
+    out = tmp_path / "one"
+    argv = ["audit", str(tiny_llava), dataset, "--tasks", "vqa", "--limit", "1"]
+    assert main([*argv, "--n-boot", "10", "--no-progress", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    text = json.dumps(metrics)
+    assert "fewer than 2 samples with a known value" in text
+
+
+def _copy_model(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_corrupt_or_pickled_weights_are_refused_in_one_line(tiny_llava, dataset, tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    corrupt = _copy_model(tiny_llava, tmp_path / "corrupt")
+    weights = corrupt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    audit = ["audit", "--tasks", "vqa", "--limit", "1", "--no-progress"]
+    assert main([*audit, str(corrupt), dataset, "--out", str(tmp_path / "a1")]) == 2
+    _one_line_error(capsys, str(corrupt), "corrupt or truncated")
+
+    pickled = _copy_model(tiny_llava, tmp_path / "pickled")
+    state = load_file(pickled / "model.safetensors")
+    (pickled / "model.safetensors").unlink()
+    torch.save(state, pickled / "pytorch_model.bin")
+    assert main([*audit, str(pickled), dataset, "--out", str(tmp_path / "a2")]) == 2
+    err = _one_line_error(capsys, "pytorch_model.bin", "safetensors only", "save_pretrained")
+    assert "weights_only=False" not in err
+
+
+_UNWRITABLE = "/sys/fairvlm-cannot-write/out"  # EPERM even for root (sysfs)
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux sysfs")
+def test_unwritable_output_is_one_line_before_any_work(tiny_llava, dataset, capsys):
+    runs = [
+        ["tiny", "llava", _UNWRITABLE],
+        ["data", "synth", "clinical", _UNWRITABLE, "--set", "n_train=4"],
+        ["audit", str(tiny_llava), dataset, "--tasks", "vqa", "--out", _UNWRITABLE],
+        ["steer", "build", str(tiny_llava), dataset, "--method", "contrastive",
+         "--out", _UNWRITABLE + "/v.safetensors"],
+    ]  # fmt: skip
+    for argv in runs:
+        assert main(argv) == 2, argv
+        _one_line_error(capsys, "/sys/fairvlm-cannot-write", "writable")
