@@ -21,11 +21,14 @@ def dataset(tmp_path_factory):
 
 
 def _one_line_error(capsys, *needles):
+    """The error line (stderr's last; progress bars may come before it)."""
     err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err, err
+    line = err.splitlines()[-1]
+    assert line.startswith("fairvlm ") and ": error: " in line, err
     for needle in needles:
-        assert needle in err, err
-    return err
+        assert needle in line, err
+    return line
 
 
 @pytest.mark.parametrize(
@@ -136,3 +139,40 @@ def test_unwritable_output_is_one_line_before_any_work(tiny_llava, dataset, caps
     for argv in runs:
         assert main(argv) == 2, argv
         _one_line_error(capsys, "/sys/fairvlm-cannot-write", "writable")
+
+
+def test_truncated_stored_image_names_the_sample(tiny_llava, tmp_path, capsys):
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    from fairvlm.data import save_dataset
+
+    samples = audit_samples(2, tasks=["vqa"])
+    png = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(png)
+    png.write_bytes(png.read_bytes()[: png.stat().st_size * 2 // 3])  # header intact
+    samples[1] = dataclasses.replace(samples[1], image=str(png))
+    data = save_dataset({"test": samples}, tmp_path / "d")
+    argv = ["audit", str(tiny_llava), str(data), "--tasks", "vqa", "--no-progress"]
+    assert main([*argv, "--n-boot", "10", "--out", str(tmp_path / "a")]) == 2
+    _one_line_error(capsys, f"sample {samples[1].id!r}", "cannot be read")
+
+
+def test_jsonl_image_outside_the_source_folder_needs_consent(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "outside.png")
+    src = tmp_path / "src"
+    src.mkdir()
+    record = {"id": "s0", "image": "../outside.png", "prompt": "?", "target": "yes"}
+    (src / "data.jsonl").write_text(json.dumps(record) + "\n")
+    out = tmp_path / "d"
+    assert main(["data", "import", "jsonl", str(src), str(out)]) == 2
+    _one_line_error(capsys, "leaves the source folder", "--allow-outside-paths")
+    assert not out.exists()
+    assert main(["data", "import", "jsonl", str(src), str(out), "--allow-outside-paths"]) == 0
+    assert main(["data", "import", "ham10000", str(src), str(out), "--allow-outside-paths"]) == 2

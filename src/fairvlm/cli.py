@@ -76,11 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     except FairVLMError as exc:
         print(f"fairvlm {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        if exc.errno not in _WRITE_ERRNOS:
-            raise
-        print(f"fairvlm {args.command}: error: {describe_write_error(exc)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"fairvlm {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -90,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         # goes to devnull so that the interpreter's final flush raises nothing either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + 13
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        print(f"fairvlm {args.command}: error: {describe_write_error(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

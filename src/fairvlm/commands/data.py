@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--skip-bad", action="store_true", help="skip and count malformed rows instead of failing"
     )
     imp.add_argument(
+        "--allow-outside-paths",
+        action="store_true",
+        help="accept image paths in the source files that leave the source folder",
+    )
+    imp.add_argument(
         "--option",
         action="append",
         default=[],
@@ -92,8 +97,16 @@ def reader_options(reader, pairs: list[str]) -> dict:
 def _import(args: argparse.Namespace) -> int:
     from fairvlm.data.readers import get_reader, import_dataset
     from fairvlm.data.storage import dataset_metadata
+    from fairvlm.errors import bad_value
 
-    options = reader_options(get_reader(args.format), args.option)
+    reader = get_reader(args.format)
+    options = reader_options(reader, args.option)
+    if args.allow_outside_paths:
+        if "allow_outside_paths" not in inspect.signature(reader).parameters:
+            raise bad_value(
+                "--allow-outside-paths", True, f"{args.format} finds its images itself: drop it"
+            )
+        options["allow_outside_paths"] = True
     result = import_dataset(args.format, args.src, args.out, skip_bad=args.skip_bad, **options)
     sizes = dataset_metadata(args.out)["splits"]
     skipped = result.metadata.get("skipped", {})

@@ -42,7 +42,9 @@ def _field(record: dict, name: str, kind: type | tuple, default=None):
     return value
 
 
-def sample_from_record(record: dict, root: Path, default_split: str) -> Sample:
+def sample_from_record(
+    record: dict, root: Path, default_split: str, allow_outside: bool = False
+) -> Sample:
     """One JSONL/LLaVA record's common fields -> Sample (RowError on a bad field)."""
     if not isinstance(record, dict):
         raise RowError("<record>", "the line is not a JSON object")
@@ -65,7 +67,7 @@ def sample_from_record(record: dict, root: Path, default_split: str) -> Sample:
     image = _field(record, "image", str)
     path = None
     if image:
-        path = str(check_image(root / image, "image"))
+        path = str(check_image(root / image, "image", root, allow_outside))
         meta[SOURCE_IMAGE] = image
     return Sample(
         id=sid,
@@ -90,13 +92,20 @@ def group_by_split(samples: Iterable[Sample], default: str) -> dict[str, list[Sa
     return splits or {default: []}
 
 
-def read_jsonl(src: str | Path, *, skip_bad: bool = False, split: str = "test") -> ReadResult:
+def read_jsonl(
+    src: str | Path,
+    *,
+    skip_bad: bool = False,
+    split: str = "test",
+    allow_outside_paths: bool = False,
+) -> ReadResult:
     """Read ``data.jsonl`` (or any ``.jsonl`` file) and its image folder.
 
     Args:
         src: the folder holding ``data.jsonl``, or the ``.jsonl`` file.
         skip_bad: skip (and count) malformed lines instead of raising.
         split: the split of records without a ``split`` field.
+        allow_outside_paths: accept image paths that leave the JSONL's folder.
     """
     src = Path(src)
     file = src / JSONL_FILE if src.is_dir() else src
@@ -114,7 +123,7 @@ def read_jsonl(src: str | Path, *, skip_bad: bool = False, split: str = "test") 
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise RowError("<json>", f"invalid JSON ({exc})") from None
-                samples.append(sample_from_record(record, file.parent, split))
+                samples.append(sample_from_record(record, file.parent, split, allow_outside_paths))
             except RowError as exc:
                 collector.bad(file, i, exc.column, exc.reason)
     attributes = sorted({name for s in samples for name in s.attributes})

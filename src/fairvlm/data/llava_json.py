@@ -47,7 +47,9 @@ def _turn(turns: list, index: int, speaker: str) -> str:
     return turn["value"]
 
 
-def record_to_sample(record: dict, root: Path, default_split: str) -> Sample:
+def record_to_sample(
+    record: dict, root: Path, default_split: str, allow_outside: bool = False
+) -> Sample:
     """One LLaVA record -> Sample (RowError on a malformed conversation)."""
     turns = record.get("conversations") if isinstance(record, dict) else None
     if not isinstance(turns, list) or not turns:
@@ -58,7 +60,8 @@ def record_to_sample(record: dict, root: Path, default_split: str) -> Sample:
     prompt = prompt.replace(IMAGE_TOKEN, "")
     target = _turn(turns, 1, "gpt") if len(turns) > 1 else None
     fields = {k: v for k, v in record.items() if k != "conversations"}
-    sample = sample_from_record({**fields, "prompt": prompt, "target": target}, root, default_split)
+    fields = {**fields, "prompt": prompt, "target": target}
+    sample = sample_from_record(fields, root, default_split, allow_outside)
     if len(turns) > 2:
         sample.meta[EXTRA_TURNS] = turns[2:]
     if at_end:
@@ -72,6 +75,7 @@ def read_llava_json(
     skip_bad: bool = False,
     split: str = "test",
     image_folder: str | Path | None = None,
+    allow_outside_paths: bool = False,
 ) -> ReadResult:
     """Read a LLaVA conversation JSON file (or a folder holding ``llava.json``).
 
@@ -80,6 +84,7 @@ def read_llava_json(
         skip_bad: skip (and count) malformed records instead of raising.
         split: the split of records without a ``split`` field.
         image_folder: the folder image paths are relative to (default: the JSON's folder).
+        allow_outside_paths: accept image paths that leave the source folder.
     """
     src = Path(src)
     file = src / LLAVA_FILE if src.is_dir() else src
@@ -99,7 +104,7 @@ def read_llava_json(
     samples = []
     for i, record in enumerate(records, start=1):
         try:
-            samples.append(record_to_sample(record, root, split))
+            samples.append(record_to_sample(record, root, split, allow_outside_paths))
         except RowError as exc:
             collector.bad(file, i, exc.column, exc.reason)
     attributes = sorted({name for s in samples for name in s.attributes})

@@ -56,16 +56,21 @@ class Sample:
         """
         from fairvlm.errors import DataError
 
-        if self.image is None or isinstance(self.image, Image.Image):
-            return self.image.convert("RGB") if self.image is not None else None
+        if self.image is None:
+            return None
+        # A stored image is decoded lazily: a truncated file that passed the header check
+        # fails in convert(), so both paths are guarded.
         try:
+            if isinstance(self.image, Image.Image):
+                return self.image.convert("RGB")
             with Image.open(self.image) as img:
                 return img.convert("RGB")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            source = "its stored image" if isinstance(self.image, Image.Image) else repr(self.image)
             raise DataError(
-                f"sample {self.id!r}: image={self.image!r} cannot be read ({exc}); "
-                "fix the path or remove the sample"
-            ) from exc
+                f"sample {self.id!r}: {source} cannot be read ({exc}); fix or re-import the "
+                "image, or remove the sample"
+            ) from None
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (the image left as it is)."""

@@ -145,8 +145,22 @@ def index_images(
     return found
 
 
-def check_image(path: Path | None, column: str) -> Path:
-    """``path`` if it holds a readable image, else a RowError on ``column``."""
+def check_image(
+    path: Path | None, column: str, root: Path | None = None, allow_outside: bool = False
+) -> Path:
+    """``path`` if it holds a readable image, else a RowError on ``column``.
+
+    With ``root`` (the source folder a path in the user's file is relative to), a path
+    that leaves it (``../x.png``, an absolute path, a symlink out) is refused unless
+    ``allow_outside``: an import never reads files the dataset does not own by accident.
+    """
+    outside = root is not None and not allow_outside and path is not None
+    if outside and not path.resolve().is_relative_to(root.resolve()):
+        raise RowError(
+            column,
+            f"image path {str(path)!r} leaves the source folder {str(root)!r}; move the "
+            "image under it, or pass --allow-outside-paths if that is intended",
+        )
     if path is None or not path.is_file():
         raise RowError(column, f"image file {str(path)!r} not found")
     try:

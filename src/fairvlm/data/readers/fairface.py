@@ -54,7 +54,11 @@ def _label_files(src: Path) -> list[tuple[str, Path]]:
 
 
 def read_fairface(
-    src: str | Path, *, skip_bad: bool = False, image_root: str | Path | None = None
+    src: str | Path,
+    *,
+    skip_bad: bool = False,
+    image_root: str | Path | None = None,
+    allow_outside_paths: bool = False,
 ) -> ReadResult:
     """Read FairFace label CSV(s) and their images.
 
@@ -62,6 +66,7 @@ def read_fairface(
         src: the folder with ``fairface_label_*.csv``, or one label CSV.
         skip_bad: skip (and count) malformed rows instead of raising.
         image_root: the folder the ``file`` paths are relative to (default: the CSV's).
+        allow_outside_paths: accept image paths that leave the source folder.
     """
     src = Path(src)
     metadata = new_metadata("fairface", src, image_root=str(image_root) if image_root else None)
@@ -80,7 +85,7 @@ def read_fairface(
             rel = row["file"].strip()
             if not rel:
                 raise RowError("file", "empty file path")
-            path = check_image(root / rel, "file")
+            path = check_image(root / rel, "file", root, allow_outside_paths)
             attributes = {a: normalize(n, row, a) for a, n in norms.items()}
             meta = {"source_image": rel}
             if "service_test" in row:

@@ -79,13 +79,20 @@ def _demographics(src: Path, collector: RowCollector, metadata: dict, norms: dic
     return table
 
 
-def read_mimic_cxr(src: str | Path, *, skip_bad: bool = False, split: str = "test") -> ReadResult:
+def read_mimic_cxr(
+    src: str | Path,
+    *,
+    skip_bad: bool = False,
+    split: str = "test",
+    allow_outside_paths: bool = False,
+) -> ReadResult:
     """Read a MIMIC-CXR-style folder (see the module docstring for the files).
 
     Args:
         src: the folder with ``reports.csv`` and ``demographics.csv`` (and the images).
         skip_bad: skip (and count) malformed rows instead of raising.
         split: the split of rows without a ``split`` column value.
+        allow_outside_paths: accept image paths that leave the source folder.
     """
     src = Path(src)
     if not src.is_dir():
@@ -106,7 +113,7 @@ def read_mimic_cxr(src: str | Path, *, skip_bad: bool = False, split: str = "tes
         for column in ("subject_id", "study_id", "image_path", "report"):
             if not row[column].strip():
                 raise RowError(column, f"empty {column}")
-        path = check_image(src / row["image_path"].strip(), "image_path")
+        path = check_image(src / row["image_path"].strip(), "image_path", src, allow_outside_paths)
         subject = row["subject_id"].strip()
         if subject not in demographics:
             missing_subjects.add(subject)
