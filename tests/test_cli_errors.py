@@ -176,3 +176,34 @@ def test_jsonl_image_outside_the_source_folder_needs_consent(tmp_path, capsys):
     assert not out.exists()
     assert main(["data", "import", "jsonl", str(src), str(out), "--allow-outside-paths"]) == 0
     assert main(["data", "import", "ham10000", str(src), str(out), "--allow-outside-paths"]) == 2
+
+
+def test_prompt_longer_than_the_context_fails_before_the_forward_pass(tiny_vlm, make_samples):
+    import dataclasses
+
+    from fairvlm.errors import DataError
+
+    vlm = tiny_vlm("llava")
+    sample = make_samples(1)[0]
+    long = dataclasses.replace(sample, id="long", prompt="word " * (vlm.max_length + 10))
+    with pytest.raises(DataError, match=rf"sample 'long'.*context of {vlm.max_length}"):
+        vlm.generate([sample, long], max_new_tokens=2)
+    with pytest.raises(DataError, match="sample 'long'"):
+        vlm.score_options([long], ["yes", "no"])
+    assert len(vlm.generate([sample], max_new_tokens=2)) == 1
+
+
+def test_decompression_bomb_on_import_names_the_file(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    # 14000 x 14000 of one colour: a few kB of PNG, ~200 M pixels once decoded
+    Image.new("1", (14000, 14000)).save(src / "bomb.png", optimize=True)
+    assert (src / "bomb.png").stat().st_size < 100_000
+    record = {"id": "s0", "image": "bomb.png", "prompt": "?", "target": "yes"}
+    (src / "data.jsonl").write_text(json.dumps(record) + "\n")
+    assert main(["data", "import", "jsonl", str(src), str(tmp_path / "d")]) == 2
+    _one_line_error(capsys, "bomb.png", "decompression bomb")

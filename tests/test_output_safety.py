@@ -107,3 +107,44 @@ def test_audit_refuses_a_users_folder_and_a_dataset(tiny_llava, dataset, tmp_pat
     assert main([*argv, "--out", str(out)]) == 0  # its own folder: resumed
     assert main(["tiny", "llava", str(out)]) == 2  # an audit folder is not a model folder
     assert (out / "records.parquet").is_file()
+
+
+def test_a_second_audit_into_a_locked_folder_is_refused_and_a_dead_lock_taken_over(
+    tiny_llava, dataset, tmp_path, capsys
+):
+    import signal
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from fairvlm.atomic import LOCK_FILE
+
+    out = tmp_path / "audit"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from fairvlm.atomic import output_lock\n"
+         "with output_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)",
+         str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        argv = ["audit", str(tiny_llava), str(dataset), "--tasks", "vqa", *FAST, "--out", str(out)]
+        before = _contents(out)
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"in use by pid {holder.pid}" in err and LOCK_FILE in err
+        assert _contents(out) == before  # the refused run wrote and deleted nothing
+        holder.send_signal(signal.SIGKILL)  # dies holding the lock
+        holder.wait(timeout=10)
+        assert (out / LOCK_FILE).is_file()
+        assert main(argv) == 0
+        assert (
+            f"taking over the lock {out / LOCK_FILE} of pid {holder.pid}" in capsys.readouterr().err
+        )
+        assert not (out / LOCK_FILE).exists()
+        assert len(pd.read_parquet(out / "records.parquet")) == 4
+    finally:
+        if holder.poll() is None:
+            holder.kill()

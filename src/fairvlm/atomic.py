@@ -13,6 +13,8 @@ import errno
 import json
 import os
 import shutil
+import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +24,8 @@ from fairvlm.errors import ConfigError, DataError
 
 #: The marker of the outputs that have no file of their own to identify them.
 OUTPUT_MARKER = "fairvlm_output.json"
+#: The exclusive lock of an output folder that a run fills in place (pid and host).
+LOCK_FILE = ".fairvlm.lock"
 
 
 def check_name(value: object, name: str) -> str:
@@ -70,7 +74,8 @@ def check_output_dir(out: Path, kind: str, overwrite: bool = False) -> None:
     folder): absent, empty, or marked as ``kind`` by fairvlm (or ``overwrite``)."""
     if not out.exists() or overwrite:
         return
-    if out.is_dir() and (output_kind(out) == kind or not any(out.iterdir())):
+    empty = out.is_dir() and not any(p.name != LOCK_FILE for p in out.iterdir())
+    if out.is_dir() and (output_kind(out) == kind or empty):
         return
     found = output_kind(out) if out.is_dir() else None
     what = f"a fairvlm {found} folder" if found else "not a fairvlm output folder"
@@ -78,6 +83,63 @@ def check_output_dir(out: Path, kind: str, overwrite: bool = False) -> None:
         f"out={str(out)!r} exists and is {what}, not a fairvlm {kind} folder; choose another "
         "output path, or pass --overwrite to write there anyway"
     )
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # unreadable: assume a live holder rather than steal its folder
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def output_lock(out: str | Path) -> Iterator[None]:
+    """Hold the exclusive lock of output folder ``out`` (:data:`LOCK_FILE`) for the block.
+
+    A second run into the same folder is refused with the holder's pid and host. A lock
+    left by a dead process of this host is taken over, with a message on stderr.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_FILE
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text())
+            except (OSError, ValueError):
+                holder = {}
+            if holder.get("host") == me["host"] and not _pid_alive(holder.get("pid")):
+                print(
+                    f"fairvlm: taking over the lock {path} of pid {holder['pid']}, which is "
+                    "no longer running",
+                    file=sys.stderr,
+                )
+                path.unlink(missing_ok=True)
+                continue
+            raise ConfigError(
+                f"out={str(out)!r} is in use by pid {holder.get('pid', '?')} on "
+                f"{holder.get('host', '?')} (lock {path}): wait for that run to end or choose "
+                "another output folder; if that process is gone, delete the lock file"
+            ) from None
+        with os.fdopen(fd, "w") as fh:
+            json.dump(me, fh)
+        break
+    try:
+        yield
+    finally:
+        try:
+            if json.loads(path.read_text()) == me:
+                path.unlink()
+        except (OSError, ValueError):
+            pass
 
 
 def write_marker(out: Path, kind: str) -> None:
@@ -147,6 +209,7 @@ def atomic_dir(out: str | Path, marker: str, overwrite: bool = False) -> Iterato
 
 
 __all__ = [
+    "LOCK_FILE",
     "OUTPUT_MARKER",
     "atomic_dir",
     "atomic_write_text",
@@ -156,5 +219,6 @@ __all__ = [
     "check_writable",
     "describe_write_error",
     "output_kind",
+    "output_lock",
     "write_marker",
 ]

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fairvlm.atomic import atomic_write_text, check_output_dir, check_writable, write_marker
+from fairvlm.atomic import (
+    atomic_write_text,
+    check_output_dir,
+    check_writable,
+    output_lock,
+    write_marker,
+)
 from fairvlm.audit.config import AuditConfig
 from fairvlm.audit.plan import AuditPlan, Unit, plan_audit
 from fairvlm.audit.sharding import process_state, shard
@@ -88,43 +94,46 @@ def run_audit(
     out = Path(out_dir)
     check_output_dir(out, AUDIT_KIND, overwrite)  # never write beside a user's files
     check_writable(out, "out_dir")  # before the model loads
-    store = RecordStore(out, plan.attributes)
-    model_label = _model_label(model_or_adapter)
-    identity = _identity(plan, cfg, model_label, adapter, steer)
-    _check_identity(out, identity, overwrite)
-    done = set() if overwrite else RecordStore.keys(store.load())
-    todo = []
-    for unit in plan.units(cfg.batch_size):
-        left = [s for s in unit.samples if (unit.task.name, s.id) not in done]
-        if left:
-            todo.append(Unit(unit.task, unit.batch_index, left))
-    mine = shard(todo, state)
-    vlm = _resolve_model(model_or_adapter, adapter, dtype, device, state) if mine else None
-    if vlm is not None:
-        with _steering(steer, vlm):  # a vector that does not fit fails here, before any write
-            pass
-    # every process has read the done set (and checked its steering) before any write
-    state.wait_for_everyone()
-    if state.is_main_process:
-        if overwrite:
-            store.clear()
-            (out / METRICS_FILE).unlink(missing_ok=True)
-        _write_config(out, cfg, identity, model_label, adapter, plan, state.num_processes)
-    state.wait_for_everyone()
-    if mine:
-        _run_units(vlm, mine, plan, cfg, store, steer, state, on_batch)
-    state.wait_for_everyone()
+    # one writer per folder; the shards of a multi-process run share their launcher's lock
+    lock = output_lock(out) if state.num_processes == 1 else contextlib.nullcontext()
+    with lock:
+        store = RecordStore(out, plan.attributes)
+        model_label = _model_label(model_or_adapter)
+        identity = _identity(plan, cfg, model_label, adapter, steer)
+        _check_identity(out, identity, overwrite)
+        done = set() if overwrite else RecordStore.keys(store.load())
+        todo = []
+        for unit in plan.units(cfg.batch_size):
+            left = [s for s in unit.samples if (unit.task.name, s.id) not in done]
+            if left:
+                todo.append(Unit(unit.task, unit.batch_index, left))
+        mine = shard(todo, state)
+        vlm = _resolve_model(model_or_adapter, adapter, dtype, device, state) if mine else None
+        if vlm is not None:
+            with _steering(steer, vlm):  # a vector that does not fit fails here, before any write
+                pass
+        # every process has read the done set (and checked its steering) before any write
+        state.wait_for_everyone()
+        if state.is_main_process:
+            if overwrite:
+                store.clear()
+                (out / METRICS_FILE).unlink(missing_ok=True)
+            _write_config(out, cfg, identity, model_label, adapter, plan, state.num_processes)
+        state.wait_for_everyone()
+        if mine:
+            _run_units(vlm, mine, plan, cfg, store, steer, state, on_batch)
+        state.wait_for_everyone()
 
-    if state.is_main_process:
-        from fairvlm.metrics import compute_metrics, write_metrics
+        if state.is_main_process:
+            from fairvlm.metrics import compute_metrics, write_metrics
 
-        table = store.compact(plan.order())
-        metrics = compute_metrics(
-            table.to_pandas(), model=model_label, data=plan.data_label, config=cfg.metrics
-        )
-        write_metrics(metrics, out / METRICS_FILE)
-    state.wait_for_everyone()
-    return out
+            table = store.compact(plan.order())
+            metrics = compute_metrics(
+                table.to_pandas(), model=model_label, data=plan.data_label, config=cfg.metrics
+            )
+            write_metrics(metrics, out / METRICS_FILE)
+        state.wait_for_everyone()
+        return out
 
 
 def _run_units(

@@ -150,8 +150,11 @@ def _relaunch_args(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Validate, audit (resuming), then print the metrics table."""
     import os
+    from pathlib import Path
 
+    from fairvlm.atomic import check_output_dir, output_lock
     from fairvlm.audit import plan_audit, run_audit
+    from fairvlm.audit.runner import AUDIT_KIND
     from fairvlm.audit.sharding import is_distributed, launch
     from fairvlm.errors import bad_value
 
@@ -161,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
     steer = _steering(args)
     if args.num_processes > 1 and not is_distributed():
         plan_audit(args.data, cfg)  # bad input fails here, once, not in every process
-        return launch(args.num_processes, _relaunch_args(args))
+        check_output_dir(Path(args.out), AUDIT_KIND, args.overwrite)
+        with output_lock(args.out):  # held for the shards, which take none themselves
+            return launch(args.num_processes, _relaunch_args(args))
     out = run_audit(
         args.model,
         args.data,

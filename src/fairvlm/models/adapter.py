@@ -101,6 +101,12 @@ class VLMAdapter:
         return len(self.decoder_layers)
 
     @property
+    def max_length(self) -> int | None:
+        """The longest sequence the language model takes (``max_position_embeddings``)."""
+        value = getattr(self.base_model.config.get_text_config(), "max_position_embeddings", None)
+        return int(value) if value else None
+
+    @property
     def image_token_id(self) -> int:
         """The id of the placeholder token that image features replace."""
         token_id = getattr(self.processor, "image_token_id", None)
@@ -205,7 +211,23 @@ class VLMAdapter:
                 for s, p, a in zip(samples, prompts, answers, strict=True)
             ]
             self._append_answers(batch, answer_ids)
+        self._check_lengths(samples, batch)
         return batch.to(self.device).to(self.dtype)
+
+    def _check_lengths(self, samples: Sequence[Sample], batch: Any) -> None:
+        """Refuse a sequence longer than the model's context before any forward pass: past
+        it the positions are out of range, and the attention's memory grows with it."""
+        limit = self.max_length
+        if limit is None:
+            return
+        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        for sample, n in zip(samples, lengths, strict=True):
+            if n > limit:
+                raise DataError(
+                    f"sample {sample.id!r}: its prompt, image tokens and answer are {int(n)} "
+                    f"tokens, more than the model's context of {limit}: shorten the prompt or "
+                    "answer, or drop the sample"
+                )
 
     def _append_answers(self, batch: Any, answer_ids: list[list[int]]) -> None:
         """Append answer tokens to each (left-padded) prompt, add labels, re-pad left."""

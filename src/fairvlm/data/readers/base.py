@@ -166,7 +166,7 @@ def check_image(
     try:
         with Image.open(path) as img:
             img.verify()
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise RowError(column, f"image file {str(path)!r} is unreadable ({exc})") from None
     return path
 
@@ -178,7 +178,7 @@ def check_image_bytes(data: bytes | None, column: str) -> bytes:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.verify()
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise RowError(column, f"image bytes are unreadable ({exc})") from None
     return data
 
