@@ -148,3 +148,49 @@ def test_a_second_audit_into_a_locked_folder_is_refused_and_a_dead_lock_taken_ov
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+def _lora(base_dir, out, seed):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from fairvlm.models import load_vlm
+
+    model = get_peft_model(
+        load_vlm(base_dir).model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])
+    )
+    torch.manual_seed(seed)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)
+    model.save_pretrained(out)
+
+
+def test_a_resumed_audit_is_identified_by_content_not_paths(tiny_llava, tmp_path, capsys):
+    """Data regenerated, adapter retrained, a config field changed, each under the same
+    paths: each refusal names what changed, and --overwrite recomputes."""
+    from fairvlm.data import save_dataset
+
+    data, adapter, out = tmp_path / "d", tmp_path / "lora", tmp_path / "audit"
+    save_dataset({"test": audit_samples(4, tasks=["vqa"], seed=0)}, data)
+    _lora(tiny_llava, adapter, seed=0)
+    argv = ["audit", str(tiny_llava), str(data), "--tasks", "vqa", "--adapter", str(adapter)]
+    argv += [*FAST, "--out", str(out)]
+    assert main(argv) == 0
+    assert main(argv) == 0  # unchanged inputs: resumed, and said so
+    assert "resuming: 4 records already in" in capsys.readouterr().err
+
+    save_dataset({"test": audit_samples(4, tasks=["vqa"], seed=1)}, data)
+    assert main(argv) == 2
+    assert "the data changed (regenerated or edited at the same path?) (tasks vqa)" in (
+        capsys.readouterr().err
+    )
+    assert main([*argv, "--overwrite"]) == 0
+
+    _lora(tiny_llava, adapter, seed=1)
+    assert main(argv) == 2
+    assert "the adapter's weights changed under the same path" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+
+    assert main([*argv, "--closed-mode", "score"]) == 2  # a field the vqa records depend on
+    assert "'closed_mode': 'both'" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from fairvlm.audit.plan import AuditPlan, Unit, plan_audit
 from fairvlm.audit.sharding import process_state, shard
 from fairvlm.audit.store import ATTR_PREFIX, RecordStore
 from fairvlm.errors import ConfigError, bad_value
+from fairvlm.fingerprint import folder_fingerprint, samples_fingerprint
 
 CONFIG_FILE = "config.yaml"
 AUDIT_KIND = "audit"
@@ -102,6 +104,8 @@ def run_audit(
         identity = _identity(plan, cfg, model_label, adapter, steer)
         _check_identity(out, identity, overwrite)
         done = set() if overwrite else RecordStore.keys(store.load())
+        if done and state.is_main_process:
+            print(f"resuming: {len(done)} records already in {out}", file=sys.stderr)
         todo = []
         for unit in plan.units(cfg.batch_size):
             left = [s for s in unit.samples if (unit.task.name, s.id) not in done]
@@ -267,7 +271,21 @@ def _identity(
         "attributes": list(plan.attributes),
         "steer": _steer_label(steer),
         "tasks": {name: task.settings() for name, (task, _) in plan.tasks.items()},
+        # what the paths above held: a folder's content changes under its path
+        "model_fingerprint": folder_fingerprint(model),
+        "adapter_fingerprint": None if adapter is None else folder_fingerprint(adapter),
+        "data_fingerprint": {
+            name: samples_fingerprint(samples) for name, (_, samples) in plan.tasks.items()
+        },
     }
+
+
+#: What a changed identity key means, for the refusal message.
+_CHANGED = {
+    "model_fingerprint": "the model's weights or config changed under the same path",
+    "adapter_fingerprint": "the adapter's weights changed under the same path (retrained?)",
+    "data_fingerprint": "the data changed (regenerated or edited at the same path?)",
+}
 
 
 def _check_identity(out: Path, identity: dict, overwrite: bool) -> None:
@@ -278,16 +296,28 @@ def _check_identity(out: Path, identity: dict, overwrite: bool) -> None:
     if overwrite or not file.is_file():
         return
     old = (yaml.safe_load(file.read_text()) or {}).get("identity") or {}
+    fix = "audit into another folder, or pass overwrite (--overwrite) to start afresh"
     for key, value in identity.items():
         previous = old.get(key)
-        if key == "tasks":  # tasks may be added; shared ones must match
+        if key in ("tasks", "data_fingerprint"):  # tasks may be added; shared ones must match
             previous = {t: previous[t] for t in value if t in (previous or {})}
             value = {t: value[t] for t in previous}
-        if previous != value:
-            raise ConfigError(
-                f"out_dir={str(out)!r} holds an audit with {key}={previous!r}, not {value!r}; "
-                "audit into another folder, or pass overwrite (--overwrite) to start afresh"
+        if previous == value:
+            continue
+        if key in _CHANGED:
+            changed = (
+                [t for t in value if previous.get(t) != value[t]]
+                if key == "data_fingerprint"
+                else []
             )
+            detail = f" (tasks {', '.join(changed)})" if changed else ""
+            raise ConfigError(
+                f"out_dir={str(out)!r} holds records of another audit: {_CHANGED[key]}{detail}; "
+                f"its records would not match the current inputs: {fix}"
+            )
+        raise ConfigError(
+            f"out_dir={str(out)!r} holds an audit with {key}={previous!r}, not {value!r}; {fix}"
+        )
 
 
 def _write_config(
