@@ -170,15 +170,24 @@ def check_writable(out: str | Path, name: str = "out") -> None:
         raise ConfigError(f"{name}={str(out)!r}: {describe_write_error(exc)}") from None
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` that replaces it when the block succeeds
+    (removed when it raises): for writers that take a path, such as safetensors'."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 @contextmanager
@@ -212,6 +221,7 @@ __all__ = [
     "LOCK_FILE",
     "OUTPUT_MARKER",
     "atomic_dir",
+    "atomic_file",
     "atomic_write_text",
     "check_name",
     "check_output_dir",

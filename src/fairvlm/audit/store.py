@@ -9,7 +9,6 @@ of a sharded audit write their own parts into the same folder; the main process 
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 import warnings
@@ -20,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fairvlm.atomic import atomic_file
 from fairvlm.errors import DataError
 
 #: The columns of ``records.parquet`` before the ``attr.<name>`` ones (records contract).
@@ -120,14 +120,10 @@ class RecordStore:
         """Write one finished batch atomically (temp name, then rename)."""
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist(rows, schema=self.schema)
-        name = f"{task}-{batch_index:06d}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = self.parts_dir / f".{name}.tmp"
-        try:
+        path = self.parts_dir / f"{task}-{batch_index:06d}-{uuid.uuid4().hex[:8]}.parquet"
+        with atomic_file(path) as tmp:
             pq.write_table(table, tmp)
-            os.replace(tmp, self.parts_dir / name)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return self.parts_dir / name
+        return path
 
     def compact(self, order: Sequence[Key]) -> pa.Table:
         """Write ``records.parquet`` with exactly the records of ``order``, in that order,
@@ -151,12 +147,8 @@ class RecordStore:
                 stacklevel=3,
             )
         table = table.take([index[k] for k in order])
-        tmp = self.out_dir / f".{RECORDS_FILE}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
+        with atomic_file(self.final) as tmp:
             pq.write_table(table, tmp)
-            os.replace(tmp, self.final)
-        finally:
-            tmp.unlink(missing_ok=True)
         shutil.rmtree(self.parts_dir, ignore_errors=True)
         return table
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairvlm.atomic import write_marker
+from fairvlm.atomic import atomic_write_text, write_marker
 from fairvlm.errors import ConfigError
 
 DONE_FILE = "stage.json"
@@ -44,11 +44,8 @@ def config_hash(kind: str, config: Any) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    """Write JSON atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: Path) -> Any:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from pathlib import Path
 from typing import Any
 
+from fairvlm.atomic import atomic_write_text
 from fairvlm.experiment.summary import fmt_value
 from fairvlm.report import collect, plots
 
@@ -232,8 +232,5 @@ def write_report(run_dir: str | Path, out_html: str | Path | None = None) -> Pat
     """
     text = render_report(run_dir)
     out = Path(out_html) if out_html else Path(run_dir) / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_text(out, text)
     return out

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fairvlm.atomic import atomic_write_text
 from fairvlm.errors import ConfigError, DataError, bad_value
 from fairvlm.yamlpos import parse_yaml_value
 
@@ -163,9 +164,7 @@ def data_fingerprint(data_dir: str | Path) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def _read_record(out: Path) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fairvlm.atomic import atomic_write_text
 from fairvlm.errors import ConfigError
 from fairvlm.training.config import TrainConfig, load_train_config, to_plain
 
@@ -50,12 +51,6 @@ class TrainResult:
     probe: list[dict[str, Any]] = field(default_factory=list)
     trainable: list[str] = field(default_factory=list)
     adapter: Any = None
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _load_training_samples(data: Any, cfg: TrainConfig) -> list[Any]:
@@ -164,8 +159,8 @@ def _save_outputs(
         shutil.rmtree(tmp, ignore_errors=True)
     if has_terms:
         save_terms(model, out / TERMS_FILE)
-    _write_text(out / LOG_FILE, "".join(json.dumps(row) + "\n" for row in log_history))
-    _write_text(out / PROBE_FILE, json.dumps(probe, indent=2))
+    atomic_write_text(out / LOG_FILE, "".join(json.dumps(row) + "\n" for row in log_history))
+    atomic_write_text(out / PROBE_FILE, json.dumps(probe, indent=2))
 
 
 def train(
@@ -257,7 +252,7 @@ def train(
         callbacks=[*callbacks, *setup.callbacks],
     )
     if trainer.is_world_process_zero() and not (resume and (out / CONFIG_FILE).is_file()):
-        _write_text(out / CONFIG_FILE, yaml.safe_dump(record, sort_keys=False))
+        atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(record, sort_keys=False))
     for term in setup.terms:
         term.attach(adapter)
     finished = _finished_state(ckpt)

@@ -263,9 +263,10 @@ def save_terms(model: nn.Module, path: str | os.PathLike) -> None:
     """Write the extra terms' parameters to a safetensors file, atomically."""
     from safetensors.torch import save_file
 
-    tmp = f"{path}.tmp-{os.getpid()}"
-    save_file(terms_state(model), tmp, metadata={"format": "pt"})
-    os.replace(tmp, path)
+    from fairvlm.atomic import atomic_file
+
+    with atomic_file(path) as tmp:
+        save_file(terms_state(model), str(tmp), metadata={"format": "pt"})
 
 
 def load_terms(model: nn.Module, path: str | os.PathLike) -> None:

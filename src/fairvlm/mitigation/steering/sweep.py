@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fairvlm.atomic import atomic_write_text
 from fairvlm.errors import bad_value
 from fairvlm.mitigation.steering.common import ConfigMixin
 from fairvlm.mitigation.steering.vector import (
@@ -130,17 +130,6 @@ def _add_changes(rows: list[dict[str, Any]], base: dict[str, Any]) -> None:
                 row[f"{key}.delta"] = row[key] - base[key]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _markdown(rows: list[dict[str, Any]]) -> str:
     cols = ["run", "layers", "scale"]
     for task, name in HEADLINE:
@@ -167,9 +156,9 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> None:
     import pandas as pd
 
     df = pd.DataFrame(rows)
-    _write_atomic(out / "table.csv", df.to_csv(index=False))
-    _write_atomic(out / "table.json", json.dumps(rows, indent=2, default=str))
-    _write_atomic(out / "table.md", _markdown(rows))
+    atomic_write_text(out / "table.csv", df.to_csv(index=False))
+    atomic_write_text(out / "table.json", json.dumps(rows, indent=2, default=str))
+    atomic_write_text(out / "table.md", _markdown(rows))
 
 
 def run_sweep(
@@ -219,7 +208,7 @@ def run_sweep(
 
     out = Path(out_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    _write_atomic(
+    atomic_write_text(
         out / "sweep.yaml",
         yaml.safe_dump(
             {

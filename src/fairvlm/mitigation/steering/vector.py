@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fairvlm.atomic import atomic_file
 from fairvlm.errors import ConfigError, DataError, ModelError, bad_value
 
 if TYPE_CHECKING:
@@ -292,14 +291,8 @@ class SteeringVector:
             f"{_TENSOR_PREFIX}{layer}": v.detach().cpu().contiguous()
             for layer, v in self.vectors.items()
         }
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(self.metadata())})
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(out) as tmp:
+            save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(self.metadata())})
         return out
 
     @classmethod
