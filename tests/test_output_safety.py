@@ -194,3 +194,28 @@ def test_a_resumed_audit_is_identified_by_content_not_paths(tiny_llava, tmp_path
 
     assert main([*argv, "--closed-mode", "score"]) == 2  # a field the vqa records depend on
     assert "'closed_mode': 'both'" in capsys.readouterr().err
+
+
+def test_run_keeps_a_users_folder(tmp_path, capsys):
+    """A run replaces stale stage folders: it runs only in its own folder, or an empty one."""
+    user = tmp_path / "home"
+    _user_folder(user)
+    (user / "clinical").mkdir()  # a folder named like a study
+    (user / "clinical" / "data").write_text("precious")
+    before = _contents(user)
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("studies:\n  clinical:\n    data: {synth: clinical}\n    methods: [lora]\n")
+    assert main(["run", str(exp), "--out", str(user)]) == 2
+    assert "not a fairvlm output folder" in capsys.readouterr().err
+    assert _contents(user) == before
+
+
+def test_a_run_folder_from_before_the_marker_still_resumes(tmp_path):
+    from fairvlm.experiment.runner import _unmarked_run
+
+    run = tmp_path / "run"
+    (run / "clinical" / "data").mkdir(parents=True)
+    (run / "experiment.yaml").write_text("name: x\n")
+    assert not _unmarked_run(run)
+    (run / "clinical" / "data" / "stage_config.json").write_text("{}")
+    assert _unmarked_run(run)

@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="the one-minute smoke version (demo_quick.yaml)"
     )
     parser.add_argument("--only", action="append", metavar="STAGE", help="as in `fairvlm run`")
+    parser.add_argument("--overwrite", action="store_true", help="as in `fairvlm run`")
     parser.add_argument(
         "--force", action="append", default=[], metavar="STAGE", help="as in `fairvlm run`"
     )
@@ -43,7 +44,13 @@ def run(args: argparse.Namespace) -> int:
         from fairvlm.experiment import run_experiment
 
         result = run_experiment(
-            path, args.out, only=args.only, force=args.force, jobs=args.jobs, verbose=args.verbose
+            path,
+            args.out,
+            only=args.only,
+            force=args.force,
+            jobs=args.jobs,
+            verbose=args.verbose,
+            overwrite=args.overwrite,
         )
     print(
         f"{len(result.ran)} stages ran, {len(result.cached)} up to date in "

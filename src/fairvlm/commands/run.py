@@ -16,6 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_stage_flags(parser: argparse.ArgumentParser) -> None:
     """``--only``, ``--force``, ``--jobs``, ``--verbose``, ``--quick``."""
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="run in --out even if it is not a fairvlm run folder (stale stages are replaced)",
+    )
+    parser.add_argument(
         "--only",
         action="append",
         metavar="STAGE",
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         quick=args.quick,
         jobs=args.jobs,
         verbose=args.verbose,
+        overwrite=args.overwrite,
     )
     print(
         f"{len(result.ran)} stages ran, {len(result.cached)} up to date, "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from fairvlm.atomic import atomic_write_text, check_output_dir, write_marker
 from fairvlm.errors import bad_value
 from fairvlm.experiment.config import ExperimentConfig, load_experiment
 from fairvlm.experiment.plan import StudyPlan, plan_experiment
@@ -25,6 +26,7 @@ from fairvlm.experiment.stages import LOG_FILE, Stage, StageGraph, StageResult, 
 from fairvlm.experiment.summary import format_table, study_summary
 
 SUMMARY_FILE = "summary.json"
+RUN_KIND = "run"
 REPORT_FILE = "report.html"
 
 
@@ -132,6 +134,13 @@ def summarize(
     }
 
 
+def _unmarked_run(run_dir: Path) -> bool:
+    """A run folder written before runs had a marker: the experiment and its stages."""
+    from fairvlm.experiment.stages import CONFIG_FILE
+
+    return (run_dir / "experiment.yaml").is_file() and any(run_dir.glob(f"*/**/{CONFIG_FILE}"))
+
+
 def run_experiment(
     yaml_path: str | Path,
     out_dir: str | Path,
@@ -144,6 +153,7 @@ def run_experiment(
     echo: bool = True,
     jobs: int | None = None,
     verbose: bool = False,
+    overwrite: bool = False,
 ) -> RunResult:
     """Run an experiment YAML into ``out_dir``; stages already done are skipped.
 
@@ -159,9 +169,12 @@ def run_experiment(
             1 runs every stage in this process).
         verbose: show each stage's own output (progress bars, training logs) instead of
             writing it to ``stage.log`` in the stage's folder.
+        overwrite: run in ``out_dir`` even when it is not a fairvlm run folder (its stage
+            folders are replaced when stale).
 
     Raises:
         ConfigError: a bad experiment file or stage pattern, before any work starts.
+        DataError: ``out_dir`` is a folder fairvlm did not write as a run (``overwrite``).
     """
     import torch
     import yaml
@@ -169,6 +182,8 @@ def run_experiment(
     start = time.perf_counter()
     cfg = load_experiment(yaml_path, quick=quick)
     run_dir = Path(out_dir).resolve()
+    # stale stage folders get replaced: only in a run folder (or one of before the marker)
+    check_output_dir(run_dir, RUN_KIND, overwrite or _unmarked_run(run_dir))
     plans = plan_experiment(cfg, run_dir)
     graph = StageGraph(run_dir, [st for sp in plans for st in sp.stages], capture=not verbose)
     graph.plan(only, force)  # bad patterns or missing inputs: fail before any work
@@ -177,9 +192,8 @@ def run_experiment(
         raise bad_value("jobs", n_jobs, "use a positive number of worker processes")
     torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / ".experiment.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
-    tmp.replace(run_dir / "experiment.yaml")
+    write_marker(run_dir, RUN_KIND)
+    atomic_write_text(run_dir / "experiment.yaml", yaml.safe_dump(cfg.raw, sort_keys=False))
     show = progress or StageProgress(run_dir=run_dir)
     if n_jobs > 1:
         from fairvlm.experiment.parallel import run_parallel
