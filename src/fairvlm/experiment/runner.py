@@ -22,7 +22,15 @@ from fairvlm.atomic import atomic_write_text, check_output_dir, write_marker
 from fairvlm.errors import bad_value
 from fairvlm.experiment.config import ExperimentConfig, load_experiment
 from fairvlm.experiment.plan import StudyPlan, plan_experiment
-from fairvlm.experiment.stages import LOG_FILE, Stage, StageGraph, StageResult, log_tail, write_json
+from fairvlm.experiment.stages import (
+    CONFIG_FILE,
+    LOG_FILE,
+    Stage,
+    StageGraph,
+    StageResult,
+    log_tail,
+    write_json,
+)
 from fairvlm.experiment.summary import format_table, study_summary
 
 SUMMARY_FILE = "summary.json"
@@ -136,8 +144,6 @@ def summarize(
 
 def _unmarked_run(run_dir: Path) -> bool:
     """A run folder written before runs had a marker: the experiment and its stages."""
-    from fairvlm.experiment.stages import CONFIG_FILE
-
     return (run_dir / "experiment.yaml").is_file() and any(run_dir.glob(f"*/**/{CONFIG_FILE}"))
 
 
