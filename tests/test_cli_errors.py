@@ -207,3 +207,23 @@ def test_decompression_bomb_on_import_names_the_file(tmp_path, capsys):
     (src / "data.jsonl").write_text(json.dumps(record) + "\n")
     assert main(["data", "import", "jsonl", str(src), str(tmp_path / "d")]) == 2
     _one_line_error(capsys, "bomb.png", "decompression bomb")
+
+
+@pytest.mark.parametrize(
+    ("family", "largest"),
+    [("llava", 32 * 32), ("llava_next", 64 * 64), ("qwen2_vl", 4096), ("idefics3", 64 * 64),
+     ("paligemma", 32 * 32)],
+)  # fmt: skip
+def test_images_are_reduced_on_load_to_a_bound_of_the_processors_input(tiny_vlm, family, largest):
+    """Memory must not grow with the source resolution (benchmarks/image_memory.py)."""
+    from PIL import Image
+
+    from fairvlm.data.schema import Sample
+
+    vlm = tiny_vlm(family)
+    assert vlm.max_image_pixels == 4 * largest
+    huge = Sample(id="huge", image=Image.new("RGB", (3000, 1000), "white"), prompt="?")
+    w, h = huge.load_image(max_pixels=vlm.max_image_pixels).size
+    assert w * h <= vlm.max_image_pixels and abs(w / h - 3.0) < 0.1  # aspect ratio kept
+    small = Sample(id="small", image=Image.new("RGB", (40, 20), "white"), prompt="?")
+    assert small.load_image(max_pixels=vlm.max_image_pixels).size == (40, 20)  # untouched

@@ -18,6 +18,17 @@ TASKS = ("vqa", "report", "probe", "describe", "concept")
 UNKNOWN = None
 
 
+def _bounded(img: Image.Image, max_pixels: int | None) -> Image.Image:
+    """``img`` reduced to at most ``max_pixels`` pixels (aspect ratio kept)."""
+    w, h = img.size
+    if not max_pixels or w * h <= max_pixels:
+        return img
+    scale = (max_pixels / (w * h)) ** 0.5
+    size = (max(1, int(w * scale)), max(1, int(h * scale)))
+    img.draft("RGB", size)  # JPEG: decode at a reduced scale (a no-op for other formats)
+    return img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+
 @dataclass
 class Sample:
     """One example.
@@ -48,8 +59,12 @@ class Sample:
     split: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def load_image(self) -> Image.Image | None:
+    def load_image(self, max_pixels: int | None = None) -> Image.Image | None:
         """Return the image as an RGB PIL image (opening it if it is a path).
+
+        With ``max_pixels``, a larger image is reduced to at most that many pixels,
+        keeping its aspect ratio, while it is decoded (JPEG's draft mode), so that
+        memory does not grow with the source resolution.
 
         Raises:
             DataError: the file is missing or unreadable; the message names the sample.
@@ -62,9 +77,9 @@ class Sample:
         # fails in convert(), so both paths are guarded.
         try:
             if isinstance(self.image, Image.Image):
-                return self.image.convert("RGB")
+                return _bounded(self.image, max_pixels).convert("RGB")
             with Image.open(self.image) as img:
-                return img.convert("RGB")
+                return _bounded(img, max_pixels).convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             source = "its stored image" if isinstance(self.image, Image.Image) else repr(self.image)
             raise DataError(

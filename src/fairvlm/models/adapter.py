@@ -14,7 +14,7 @@ from torch import nn
 from fairvlm.atomic import OUTPUT_MARKER, atomic_dir, check_output_dir, write_marker
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, bad_value
-from fairvlm.models.families import get_family, resolve_attr
+from fairvlm.models.families import get_family, largest_input_pixels, resolve_attr
 from fairvlm.models.scoring import OptionScores, answer_logprobs, normalise_options
 
 # Fill values of sequence-aligned tensors: for appended answer tokens and for padding.
@@ -22,6 +22,8 @@ from fairvlm.models.scoring import OptionScores, answer_logprobs, normalise_opti
 _ANSWER_FILL = {"attention_mask": 1, "token_type_ids": 1}
 _PAD_FILL = {"labels": -100}
 MODEL_KIND = "model"
+#: How many times the processor's largest input an image may have before it is reduced.
+IMAGE_PIXELS_MARGIN = 4
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -107,6 +109,14 @@ class VLMAdapter:
         return int(value) if value else None
 
     @property
+    def max_image_pixels(self) -> int | None:
+        """Images are reduced to at most this many pixels on load, before the processor:
+        :data:`IMAGE_PIXELS_MARGIN` times the most it passes on to the model, so that it
+        still resizes them itself and memory does not grow with the source resolution."""
+        largest = largest_input_pixels(self.processor.image_processor)
+        return None if largest is None else IMAGE_PIXELS_MARGIN * largest
+
+    @property
     def image_token_id(self) -> int:
         """The id of the placeholder token that image features replace."""
         token_id = getattr(self.processor, "image_token_id", None)
@@ -181,7 +191,7 @@ class VLMAdapter:
                     f"sample {s.id!r} has no image; every fairvlm prompt is an image prompt: "
                     "give the sample an image or drop it"
                 )
-            images.append(s.load_image())
+            images.append(s.load_image(max_pixels=self.max_image_pixels))
         return [[im] for im in images] if self.spec.nested_images else images
 
     def collate(self, samples: Sequence[Sample], with_target: bool = False) -> Any:

@@ -220,6 +220,35 @@ def load_processor(spec: FamilySpec, path: str | Path, **kwargs: Any) -> Any:
     )
 
 
+def _size_field(size: Any, key: str) -> int | None:
+    value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+    return int(value) if value else None
+
+
+def largest_input_pixels(image_processor: Any) -> int | None:
+    """The most pixels of one image that the image processor passes on to the model.
+
+    Qwen2-VL's ``size`` holds pixel counts (``longest_edge`` is its ``max_pixels``);
+    LLaVA-NeXT's largest any-resolution canvas is its biggest grid pinpoint; the other
+    processors resize to a side (CLIP's shortest edge and crop, SigLIP's height and
+    width, Idefics3 / SmolVLM's longest edge). ``None`` when the processor says none.
+    """
+    size = getattr(image_processor, "size", None) or {}
+    if hasattr(image_processor, "merge_size"):  # Qwen2-VL / Qwen2.5-VL
+        return _size_field(size, "longest_edge") or getattr(image_processor, "max_pixels", None)
+    pinpoints = getattr(image_processor, "image_grid_pinpoints", None)
+    if pinpoints:
+        return max(int(h) * int(w) for h, w in pinpoints)
+    crop = getattr(image_processor, "crop_size", None) or {}
+    sides = [
+        _size_field(d, k)
+        for d in (size, crop)
+        for k in ("height", "width", "shortest_edge", "longest_edge")
+    ]
+    sides = [s for s in sides if s]
+    return max(sides) ** 2 if sides else None
+
+
 def resolve_attr(module: Any, dotted: str) -> Any:
     """``module.a.b`` for ``dotted="a.b"``."""
     for part in dotted.split("."):
