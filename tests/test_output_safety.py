@@ -219,3 +219,19 @@ def test_a_run_folder_from_before_the_marker_still_resumes(tmp_path):
     assert not _unmarked_run(run)
     (run / "clinical" / "data" / "stage_config.json").write_text("{}")
     assert _unmarked_run(run)
+
+
+def test_steer_build_keeps_a_file_that_is_not_a_vector(tiny_llava, dataset, tmp_path, capsys):
+    import torch
+
+    from fairvlm.mitigation.steering import SteeringVector, is_vector_file
+
+    user = tmp_path / "weights.safetensors"
+    user.write_bytes(b"a user's file, not a vector")
+    argv = ["steer", "build", str(tiny_llava), str(dataset), "--method", "contrastive"]
+    assert main([*argv, "--out", str(user)]) == 2
+    assert "not a fairvlm steering vector" in capsys.readouterr().err
+    assert user.read_bytes() == b"a user's file, not a vector"
+    vec = tmp_path / "v.safetensors"
+    SteeringVector({0: torch.ones(32)}, num_layers=2).save(vec)
+    assert is_vector_file(vec) and not is_vector_file(user)

@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--layers", help="decoder layers, e.g. 4,8 or -1 (default: the middle)")
     build.add_argument("--out", required=True, metavar="VEC.safetensors")
     build.add_argument(
+        "--overwrite", action="store_true", help="replace --out even if it is not a steering vector"
+    )
+    build.add_argument(
         "--set",
         action="append",
         default=[],
@@ -87,6 +90,13 @@ def _build(args: argparse.Namespace) -> int:
     if not args.out.endswith(".safetensors"):
         raise bad_value("--out", args.out, "name a .safetensors file")
     check_writable(args.out, "--out")  # before the vector is computed, not after
+    if Path(args.out).exists() and not args.overwrite and not steering.is_vector_file(args.out):
+        raise bad_value(
+            "--out",
+            args.out,
+            "it exists and is not a fairvlm steering vector: choose another "
+            "path, or pass --overwrite to replace it",
+        )
     vlm = load_vlm(args.model, dtype=args.dtype, device=args.device, adapter=args.adapter)
     builder = (
         steering.build_contrastive if args.method == "contrastive" else steering.build_gradient

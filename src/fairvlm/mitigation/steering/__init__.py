@@ -20,7 +20,7 @@ from fairvlm.mitigation.steering.gradient import (
     GradientConfig,
     build_gradient,
 )
-from fairvlm.mitigation.steering.vector import OPERATORS, POSITIONS, SteeringVector
+from fairvlm.mitigation.steering.vector import OPERATORS, POSITIONS, SteeringVector, is_vector_file
 
 __all__ = [
     "AGGREGATORS",
@@ -39,6 +39,7 @@ __all__ = [
     "aggregate",
     "build_contrastive",
     "build_gradient",
+    "is_vector_file",
     "pool",
     "read_activations",
     "record_layers",

@@ -357,7 +357,19 @@ def _model_label(adapter: Any) -> str:
     return repr(getattr(adapter, "name_or_path", "") or type(adapter).__name__)
 
 
+def is_vector_file(path: str | Path) -> bool:
+    """Whether ``path`` is a safetensors file that fairvlm wrote as a steering vector."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return METADATA_KEY in (fh.metadata() or {})
+    except (OSError, SafetensorError):
+        return False
+
+
 __all__ = [
+    "is_vector_file",
     "FORMAT",
     "METADATA_KEY",
     "OPERATORS",
