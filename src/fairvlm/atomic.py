@@ -57,7 +57,7 @@ def check_replaceable(out: Path, marker: str, overwrite: bool = False) -> None:
         return
     raise DataError(
         f"out={str(out)!r} exists and is not a fairvlm output of this kind (no {marker}); "
-        "choose another output path, remove it first, or pass --overwrite to replace it"
+        "choose another output path or remove it first"
     )
 
 
