@@ -235,3 +235,17 @@ def test_steer_build_keeps_a_file_that_is_not_a_vector(tiny_llava, dataset, tmp_
     vec = tmp_path / "v.safetensors"
     SteeringVector({0: torch.ones(32)}, num_layers=2).save(vec)
     assert is_vector_file(vec) and not is_vector_file(user)
+
+
+def test_a_second_run_into_a_locked_run_folder_is_refused(tmp_path, capsys):
+    import os
+
+    from fairvlm.atomic import output_lock
+
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("studies:\n  clinical:\n    data: {synth: clinical}\n    methods: [lora]\n")
+    run = tmp_path / "run"
+    with output_lock(run):  # a run in progress (this process stands in for it)
+        assert main(["run", str(exp), "--out", str(run)]) == 2
+    assert f"in use by pid {os.getpid()}" in capsys.readouterr().err
+    assert [p.name for p in run.iterdir()] == []  # the refused run wrote nothing

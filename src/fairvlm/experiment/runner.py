@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from fairvlm.atomic import atomic_write_text, check_output_dir, write_marker
+from fairvlm.atomic import atomic_write_text, check_output_dir, output_lock, write_marker
 from fairvlm.errors import bad_value
 from fairvlm.experiment.config import ExperimentConfig, load_experiment
 from fairvlm.experiment.plan import StudyPlan, plan_experiment
@@ -197,26 +197,27 @@ def run_experiment(
     if n_jobs < 1:
         raise bad_value("jobs", n_jobs, "use a positive number of worker processes")
     torch.set_num_threads(cfg.threads)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_marker(run_dir, RUN_KIND)
-    atomic_write_text(run_dir / "experiment.yaml", yaml.safe_dump(cfg.raw, sort_keys=False))
-    show = progress or StageProgress(run_dir=run_dir)
-    if n_jobs > 1:
-        from fairvlm.experiment.parallel import run_parallel
+    with output_lock(run_dir):  # one run per folder
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_marker(run_dir, RUN_KIND)
+        atomic_write_text(run_dir / "experiment.yaml", yaml.safe_dump(cfg.raw, sort_keys=False))
+        show = progress or StageProgress(run_dir=run_dir)
+        if n_jobs > 1:
+            from fairvlm.experiment.parallel import run_parallel
 
-        results = run_parallel(graph, n_jobs, only, force, show, threads=cfg.threads)
-    else:
-        results = graph.run(only, force, progress=show)
-    summary = summarize(cfg, run_dir, graph, plans)
-    write_json(run_dir / SUMMARY_FILE, summary)
-    result = RunResult(run_dir, results, summary)
-    if echo:
-        print("\n" + format_table(summary))
-    if report and summary["studies"]:
-        from fairvlm.report import write_report
-
-        result.report = write_report(run_dir, run_dir / REPORT_FILE)
+            results = run_parallel(graph, n_jobs, only, force, show, threads=cfg.threads)
+        else:
+            results = graph.run(only, force, progress=show)
+        summary = summarize(cfg, run_dir, graph, plans)
+        write_json(run_dir / SUMMARY_FILE, summary)
+        result = RunResult(run_dir, results, summary)
         if echo:
-            print(f"\nreport: {result.report}")
+            print("\n" + format_table(summary))
+        if report and summary["studies"]:
+            from fairvlm.report import write_report
+
+            result.report = write_report(run_dir, run_dir / REPORT_FILE)
+            if echo:
+                print(f"\nreport: {result.report}")
     result.seconds = time.perf_counter() - start
     return result
