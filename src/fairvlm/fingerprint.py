@@ -3,8 +3,8 @@
 A dataset regenerated at the same path, or an adapter retrained there, must not pass
 for the old one when a run resumes. A fingerprint is a SHA-256 over the content:
 
-- samples: every field the audit reads (id, task, prompt, target, options, attributes,
-  concept, counterfactual set) and the image bytes;
+- samples: every field (id, task, prompt, target, options, attributes, concept, ...)
+  and the image bytes;
 - a model or adapter folder: every weight and config file. Files up to
   :data:`FULL_HASH_BYTES` are hashed whole; larger ones (a 7B model's shards) by their
   size, their safetensors header (names, dtypes, shapes, offsets) and a sample of
@@ -13,6 +13,7 @@ for the old one when a run resumes. A fingerprint is a SHA-256 over the content:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable
@@ -60,20 +61,28 @@ def folder_fingerprint(folder: str | Path) -> str | None:
     return h.hexdigest()
 
 
-def samples_fingerprint(samples: Iterable[Any]) -> str:
-    """The fingerprint of samples, in order: their fields and image bytes."""
+def hash_samples(h: Any, samples: Iterable[Any], *, pixels: bool = False) -> None:
+    """Feed each sample into ``h``: every field but the image, then the image, as its
+    decoded pixels (``pixels``: equal digests mean identical images, however encoded)
+    or, cheaper, its stored bytes."""
     from fairvlm.data.storage import encode_image
 
-    h = hashlib.sha256()
     for s in samples:
-        fields = [
-            s.id, s.task, s.prompt, s.target, s.options, s.attributes, s.concept,
-            s.counterfactual_set,
-        ]  # fmt: skip
-        h.update(json.dumps(fields, sort_keys=True, default=str).encode())
-        image = encode_image(s.image, s.id)
-        h.update(hashlib.sha256(image["bytes"]).digest() if image else b"\0")
+        record = {f.name: getattr(s, f.name) for f in dataclasses.fields(s) if f.name != "image"}
+        h.update(json.dumps(record, sort_keys=True, default=str).encode())
+        if s.image is None:
+            continue
+        if pixels:
+            h.update(s.load_image().tobytes())
+        else:
+            h.update(hashlib.sha256(encode_image(s.image, s.id)["bytes"]).digest())
+
+
+def samples_fingerprint(samples: Iterable[Any]) -> str:
+    """The fingerprint of samples, in order: their fields and stored image bytes."""
+    h = hashlib.sha256()
+    hash_samples(h, samples)
     return h.hexdigest()
 
 
-__all__ = ["file_digest", "folder_fingerprint", "samples_fingerprint"]
+__all__ = ["file_digest", "folder_fingerprint", "hash_samples", "samples_fingerprint"]

@@ -18,14 +18,17 @@ TASKS = ("vqa", "report", "probe", "describe", "concept")
 UNKNOWN = None
 
 
-def _bounded(img: Image.Image, max_pixels: int | None) -> Image.Image:
-    """``img`` reduced to at most ``max_pixels`` pixels (aspect ratio kept)."""
+def _bounded(img: Image.Image, max_pixels: int | None, own: bool) -> Image.Image:
+    """``img`` reduced to at most ``max_pixels`` pixels (aspect ratio kept). ``own``: the
+    image was opened here, so JPEG may be decoded at a reduced scale (``draft`` changes
+    the image object in place, which must not happen to a sample's own image)."""
     w, h = img.size
     if not max_pixels or w * h <= max_pixels:
         return img
     scale = (max_pixels / (w * h)) ** 0.5
     size = (max(1, int(w * scale)), max(1, int(h * scale)))
-    img.draft("RGB", size)  # JPEG: decode at a reduced scale (a no-op for other formats)
+    if own:
+        img.draft("RGB", size)  # a no-op for formats other than JPEG
     return img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
 
 
@@ -77,9 +80,9 @@ class Sample:
         # fails in convert(), so both paths are guarded.
         try:
             if isinstance(self.image, Image.Image):
-                return _bounded(self.image, max_pixels).convert("RGB")
+                return _bounded(self.image, max_pixels, own=False).convert("RGB")
             with Image.open(self.image) as img:
-                return _bounded(img, max_pixels).convert("RGB")
+                return _bounded(img, max_pixels, own=True).convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             source = "its stored image" if isinstance(self.image, Image.Image) else repr(self.image)
             raise DataError(

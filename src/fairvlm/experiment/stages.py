@@ -156,17 +156,17 @@ class StageGraph:
             missing = [d for d in stage.deps if d not in self.stages]
             if missing:
                 raise ConfigError(f"stage {stage.id!r} reads {missing[0]!r}, defined after it")
+            folder = self.run_dir / stage.folder
+            if not folder.resolve().is_relative_to(self.run_dir.resolve()):  # it is replaced
+                raise ConfigError(
+                    f"stage {stage.id!r}: its folder {str(folder)!r} is outside the run folder "
+                    f"{str(self.run_dir)!r}: name the study and method rows without '..' or '/'"
+                )
             self.stages[stage.id] = stage
 
     def folder(self, stage_id: str) -> Path:
-        """The absolute folder of a stage, always inside the run folder (it is replaced)."""
-        folder = self.run_dir / self.stages[stage_id].folder
-        if not folder.resolve().is_relative_to(self.run_dir.resolve()):
-            raise ConfigError(
-                f"stage {stage_id!r}: its folder {str(folder)!r} is outside the run folder "
-                f"{str(self.run_dir)!r}: name the study and method rows without '..' or '/'"
-            )
-        return folder
+        """The absolute folder of a stage (inside the run folder: checked at construction)."""
+        return self.run_dir / self.stages[stage_id].folder
 
     def done_record(self, stage_id: str) -> dict[str, Any] | None:
         """The ``stage.json`` of a stage, or ``None``."""

@@ -149,7 +149,7 @@ _CONVERT = (
 )
 
 
-def check_safetensors(folder: Path, what: str, weights: str = "*.safetensors") -> None:
+def _check_safetensors(folder: Path, what: str, weights: str = "*.safetensors") -> None:
     """Refuse a local checkpoint or adapter folder whose weights are pickles only."""
     if not folder.is_dir() or any(folder.glob(weights)):
         return
@@ -162,7 +162,7 @@ def _from_pretrained(model_cls: Any, src: str, dtype: Any, trust_remote_code: bo
     """``from_pretrained`` of safetensors weights, with one-line errors for bad files."""
     from safetensors import SafetensorError
 
-    check_safetensors(Path(src), "path")
+    _check_safetensors(Path(src), "path")
     try:
         return model_cls.from_pretrained(
             src, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True
@@ -201,7 +201,7 @@ def _load_adapter(model: Any, adapter: str | Path) -> Any:
             f"adapter={str(adapter)!r} has no adapter_config.json: point at a directory "
             "written by PEFT's save_pretrained"
         )
-    check_safetensors(path, "adapter", "adapter_model.safetensors")
+    _check_safetensors(path, "adapter", "adapter_model.safetensors")
     try:
         return PeftModel.from_pretrained(model, str(path), is_trainable=False)
     except SafetensorError as exc:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from fairvlm.data.schema import Sample
+from fairvlm.fingerprint import hash_samples
 
 #: The splits every benchmark writes, in order.
 SPLITS = ("train", "finetune", "test")
@@ -56,13 +57,7 @@ def fingerprint(splits: Mapping[str, Sequence[Sample]], config: Any) -> str:
     h.update(json.dumps({"config": cfg, "version": GENERATOR_VERSION}, sort_keys=True).encode())
     for split, samples in splits.items():
         h.update(split.encode())
-        for s in samples:
-            record = {
-                f.name: getattr(s, f.name) for f in dataclasses.fields(s) if f.name != "image"
-            }
-            h.update(json.dumps(record, sort_keys=True, default=str).encode())
-            if s.image is not None:
-                h.update(s.load_image().tobytes())
+        hash_samples(h, samples, pixels=True)
     return h.hexdigest()
 
 

@@ -163,10 +163,6 @@ def data_fingerprint(data_dir: str | Path) -> str:
     return h.hexdigest()
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2))
-
-
 def _read_record(out: Path) -> dict[str, Any] | None:
     try:
         return json.loads((out / RECORD_FILE).read_text())
@@ -327,7 +323,7 @@ def pretrain(
         "n_samples": len(samples),
     }
     if state == "fresh":
-        _write_json(out / RECORD_FILE, record)
+        atomic_write_text(out / RECORD_FILE, json.dumps(record, indent=2))
     ckpt_root = out / CHECKPOINTS
     ckpt = last_complete_checkpoint(ckpt_root) if state == "resume" else None
 
@@ -377,7 +373,9 @@ def pretrain(
         n_parameters=sum(p.numel() for p in adapter.model.parameters()),
         log_history=history,
     )
-    _write_json(out / RECORD_FILE, record)  # last: marks the folder complete
+    atomic_write_text(
+        out / RECORD_FILE, json.dumps(record, indent=2)
+    )  # last: marks the folder complete
     return out
 
 

@@ -369,7 +369,6 @@ def is_vector_file(path: str | Path) -> bool:
 
 
 __all__ = [
-    "is_vector_file",
     "FORMAT",
     "METADATA_KEY",
     "OPERATORS",
@@ -378,4 +377,5 @@ __all__ = [
     "check_operator",
     "check_positions",
     "check_scale",
+    "is_vector_file",
 ]
