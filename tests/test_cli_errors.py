@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 from audit_support import audit_samples
 
@@ -149,7 +151,7 @@ def test_truncated_stored_image_names_the_sample(tiny_llava, tmp_path, capsys):
 
     from fairvlm.data import save_dataset
 
-    samples = audit_samples(2, tasks=["vqa"])
+    samples = audit_samples(4, tasks=["vqa"])
     png = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(png)
     png.write_bytes(png.read_bytes()[: png.stat().st_size * 2 // 3])  # header intact
@@ -157,7 +159,18 @@ def test_truncated_stored_image_names_the_sample(tiny_llava, tmp_path, capsys):
     data = save_dataset({"test": samples}, tmp_path / "d")
     argv = ["audit", str(tiny_llava), str(data), "--tasks", "vqa", "--no-progress"]
     assert main([*argv, "--n-boot", "10", "--out", str(tmp_path / "a")]) == 2
-    _one_line_error(capsys, f"sample {samples[1].id!r}", "cannot be read")
+    _one_line_error(capsys, f"sample {samples[1].id!r}", "cannot be read", "--skip-bad")
+
+    # --skip-bad: the sample is recorded as failed, the others are audited and scored
+    assert main([*argv, "--n-boot", "10", "--out", str(tmp_path / "a"), "--skip-bad"]) == 0
+    assert "4 records, 1 failed" in capsys.readouterr().out
+    records = pd.read_parquet(tmp_path / "a" / "records.parquet").set_index("sample_id")
+    assert records["error"].notna().tolist() == [False, True, False, False]
+    assert "cannot be read" in records.loc[samples[1].id, "error"]
+    assert records["output"].notna().sum() == 3
+    vqa = json.loads((tmp_path / "a" / "metrics.json").read_text())["tasks"]["vqa"]
+    assert (vqa["n"], vqa["n_failed"]) == (3, 1)
+    assert vqa["metrics"]["accuracy"]["n"] == 3
 
 
 def test_jsonl_image_outside_the_source_folder_needs_consent(tmp_path, capsys):

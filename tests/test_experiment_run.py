@@ -120,3 +120,28 @@ def test_crash_resumes_and_metrics_are_identical(experiment, tmp_path, monkeypat
             a = (tmp_path / "b" / stage.stage.folder / "metrics.json").read_bytes()
             b = (tmp_path / "c" / stage.stage.folder / "metrics.json").read_bytes()
             assert a == b, stage.stage.id
+
+
+def test_a_dataset_changed_under_the_same_path_makes_its_stages_stale(
+    experiment, tiny_llava, tmp_path
+):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(experiment / "data", data)
+    yaml_path = tmp_path / "exp.yaml"
+    yaml_path.write_text(
+        f"name: mini\ndata: {{path: {data}}}\nmodel: {{path: {tiny_llava}}}\n"
+        "audit: {tasks: [vqa], batch_size: 12, config: {progress: false, metrics: {n_boot: 0}}}\n"
+        "methods: []\n"
+    )
+    assert run_experiment(yaml_path, tmp_path / "r", echo=False, report=False).ran == [
+        "mini/audit/base"
+    ]
+    assert run_experiment(yaml_path, tmp_path / "r", echo=False, report=False).ran == []
+
+    test = _samples("test", 12)
+    test[0].target = "malignant" if test[0].target == "benign" else "benign"
+    save_dataset({"finetune": _samples("finetune", 16), "test": test}, data)
+    rerun = run_experiment(yaml_path, tmp_path / "r", echo=False, report=False)
+    assert rerun.ran == ["mini/audit/base"]  # the stage cache, not only the audit, saw it

@@ -249,3 +249,40 @@ def test_a_second_run_into_a_locked_run_folder_is_refused(tmp_path, capsys):
         assert main(["run", str(exp), "--out", str(run)]) == 2
     assert f"in use by pid {os.getpid()}" in capsys.readouterr().err
     assert [p.name for p in run.iterdir()] == []  # the refused run wrote nothing
+
+
+def test_train_keeps_a_users_folder_and_takes_the_folders_lock(
+    tiny_llava, dataset, tmp_path, capsys
+):
+    import os
+
+    from fairvlm.atomic import output_lock
+
+    argv = ["train", str(tiny_llava), str(dataset), "--method", "lora", "--set", "split=test"]
+    user = tmp_path / "mine"
+    before = _user_folder(user)
+    for extra in ([], ["--resume"]):
+        assert main([*argv, "--out", str(user), *extra]) == 2
+        assert _contents(user) == before
+    assert "not a fairvlm train folder" in capsys.readouterr().err
+    out = tmp_path / "adapter"
+    with output_lock(out):  # a training run in progress (this process stands in for it)
+        assert main([*argv, "--set", "steps=1", "--out", str(out)]) == 2
+    assert f"in use by pid {os.getpid()}" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == []
+
+
+def test_steer_sweep_keeps_a_users_folder(tiny_llava, dataset, tmp_path, capsys):
+    import torch
+
+    from fairvlm.mitigation.steering import SteeringVector
+
+    vec = tmp_path / "v.safetensors"
+    SteeringVector({0: torch.ones(32)}, num_layers=2).save(vec)
+    user = tmp_path / "mine"
+    before = _user_folder(user)
+    argv = ["steer", "sweep", str(tiny_llava), str(dataset), "--vector", str(vec), "--tasks",
+            "vqa", "--out"]  # fmt: skip
+    assert main([*argv, str(user)]) == 2
+    assert "not a fairvlm sweep folder" in capsys.readouterr().err
+    assert _contents(user) == before

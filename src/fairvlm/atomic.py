@@ -69,9 +69,12 @@ def output_kind(out: Path) -> str | None:
         return None
 
 
-def check_output_dir(out: Path, kind: str, overwrite: bool = False) -> None:
+def check_output_dir(
+    out: Path, kind: str, overwrite: bool = False, flag: str | None = "--overwrite"
+) -> None:
     """Raise unless ``out`` may receive an output of ``kind`` in place (a resumable
-    folder): absent, empty, or marked as ``kind`` by fairvlm (or ``overwrite``)."""
+    folder): absent, empty, or marked as ``kind`` by fairvlm (or ``overwrite``). ``flag``:
+    the command's option that allows it anyway, named in the error (``None``: none)."""
     if not out.exists() or overwrite:
         return
     empty = out.is_dir() and not any(p.name != LOCK_FILE for p in out.iterdir())
@@ -79,9 +82,10 @@ def check_output_dir(out: Path, kind: str, overwrite: bool = False) -> None:
         return
     found = output_kind(out) if out.is_dir() else None
     what = f"a fairvlm {found} folder" if found else "not a fairvlm output folder"
+    anyway = f", or pass {flag} to write there anyway" if flag else ""
     raise DataError(
         f"out={str(out)!r} exists and is {what}, not a fairvlm {kind} folder; choose another "
-        "output path, or pass --overwrite to write there anyway"
+        f"output path{anyway}"
     )
 
 

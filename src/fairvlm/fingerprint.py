@@ -49,15 +49,19 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def folder_fingerprint(folder: str | Path) -> str | None:
-    """The fingerprint of a model or adapter folder; ``None`` for a hub id or no folder."""
+def folder_fingerprint(folder: str | Path, patterns: Iterable[str] = _MODEL_FILES) -> str | None:
+    """The fingerprint of the files of ``folder`` that match ``patterns`` (default: a model
+    or adapter's weights and configs; ``("**/*",)``: every file, e.g. a dataset's); hidden
+    files (locks, temporaries) never count. ``None`` for a hub id or no folder."""
     folder = Path(folder)
     if not folder.is_dir():
         return None
     h = hashlib.sha256()
-    files = sorted({p for pattern in _MODEL_FILES for p in folder.glob(pattern) if p.is_file()})
-    for path in files:
-        h.update(f"{path.name}\0{file_digest(path)}\0".encode())
+    files = {p for pattern in patterns for p in folder.glob(pattern) if p.is_file()}
+    for path in sorted(files):
+        name = path.relative_to(folder).as_posix()
+        if not any(part.startswith(".") for part in Path(name).parts):
+            h.update(f"{name}\0{file_digest(path)}\0".encode())
     return h.hexdigest()
 
 

@@ -45,6 +45,9 @@ class AuditConfig:
         attributes: sensitive attributes written as ``attr.<name>`` columns and audited;
             ``None`` = every attribute of the data.
         seed: torch seed set before the model runs (matters only with sampling).
+        skip_bad: a sample whose image cannot be read is recorded as failed (its
+            ``error`` column says why) and the audit goes on; metrics leave it out and
+            count it. ``False``: the audit stops at the first such sample, naming it.
         progress: show a progress bar.
         metrics: how metrics are computed from the records (bootstrap, K, lexicon ...).
     """
@@ -63,6 +66,7 @@ class AuditConfig:
     sources: dict[str, str] = field(default_factory=dict)
     attributes: list[str] | None = None
     seed: int = 0
+    skip_bad: bool = False
     progress: bool = True
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -114,6 +118,9 @@ class AuditConfig:
             self.attributes = [a.strip() for a in self.attributes.split(",") if a.strip()]
         if not _is_int(self.seed):
             raise bad_value("seed", self.seed, "use an integer")
+        for name in ("skip_bad", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad_value(name, getattr(self, name), "use true or false")
         if isinstance(self.metrics, Mapping):
             self.metrics = _metrics_config(self.metrics)
         if not isinstance(self.metrics, MetricsConfig):

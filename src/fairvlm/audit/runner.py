@@ -35,7 +35,7 @@ from fairvlm.audit.config import AuditConfig
 from fairvlm.audit.plan import AuditPlan, Unit, plan_audit
 from fairvlm.audit.sharding import process_state, shard
 from fairvlm.audit.store import ATTR_PREFIX, RecordStore
-from fairvlm.errors import ConfigError, bad_value
+from fairvlm.errors import ConfigError, DataError, bad_value
 from fairvlm.fingerprint import folder_fingerprint, samples_fingerprint
 
 CONFIG_FILE = "config.yaml"
@@ -167,7 +167,7 @@ def _run_units(
         for unit in units:
             bar.set_postfix_str(unit.task.name)
             start = time.perf_counter()
-            fields = unit.task.run(vlm, unit.samples)
+            fields = _run_task(vlm, unit, cfg.skip_bad)
             seconds = time.perf_counter() - start
             rows = [
                 _row(s, f, unit, plan, seconds / len(unit.samples))
@@ -180,6 +180,30 @@ def _run_units(
                 on_batch(
                     BatchInfo(unit.task.name, unit.batch_index, len(rows), seconds, done, total)
                 )
+
+
+def _run_task(vlm: Any, unit: Unit, skip_bad: bool) -> list[dict]:
+    """The task's fields for each sample of ``unit``; with ``skip_bad``, a sample whose image
+    cannot be read gets only an ``error`` and the others run without it."""
+    try:
+        return unit.task.run(vlm, unit.samples)
+    except DataError as exc:
+        errors = {s.id: _image_error(s, vlm) for s in unit.samples}
+        if not any(errors.values()):
+            raise  # not a bad image: a problem --skip-bad must not hide
+        if not skip_bad:
+            raise DataError(f"{exc}; or audit with --skip-bad to record it as failed") from None
+    good = [s for s in unit.samples if errors[s.id] is None]
+    done = iter(unit.task.run(vlm, good) if good else [])
+    return [{"error": errors[s.id]} if errors[s.id] else next(done) for s in unit.samples]
+
+
+def _image_error(sample: Any, vlm: Any) -> str | None:
+    try:
+        sample.load_image(getattr(vlm, "max_image_pixels", None))
+    except DataError as exc:
+        return str(exc)
+    return None
 
 
 def _row(sample: Any, fields: dict, unit: Unit, plan: AuditPlan, latency: float) -> dict:

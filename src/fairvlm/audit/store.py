@@ -39,6 +39,7 @@ RECORD_COLUMNS = (
     "counterfactual_set",
     "latency_s",
     "batch_index",
+    "error",
 )
 ATTR_PREFIX = "attr."
 RECORDS_FILE = "records.parquet"
@@ -84,6 +85,8 @@ class RecordStore:
             raise DataError(
                 f"{path}: unreadable records ({exc}); delete it and rerun to recompute them"
             ) from exc
+        if "error" not in table.column_names:  # records written before skip_bad existed
+            table = table.append_column("error", pa.nulls(len(table), pa.string()))
         missing = [n for n in self.schema.names if n not in table.column_names]
         if missing:
             raise DataError(

@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--num-processes", type=int, default=1, help="audit shards in N processes (Accelerate)"
     )
     parser.add_argument("--overwrite", action="store_true", help="start afresh, do not resume")
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="record samples whose image cannot be read as failed, and go on",
+    )
     parser.add_argument("--dtype", help="e.g. float32, bfloat16")
     parser.add_argument("--device", help="e.g. cpu, cuda")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -84,6 +89,8 @@ def _config(args: argparse.Namespace):
         data["metrics"] = {**(data.get("metrics") or {}), "n_boot": args.n_boot}
     if args.no_progress:
         data["progress"] = False
+    if args.skip_bad:
+        data["skip_bad"] = True
     return AuditConfig.from_dict(data)
 
 
@@ -142,7 +149,13 @@ def _relaunch_args(args: argparse.Namespace) -> list[str]:
         if value is not None:
             argv += [flag, str(value)]
     argv += [
-        f for f, on in (("--no-progress", args.no_progress), ("--overwrite", args.overwrite)) if on
+        f
+        for f, on in (
+            ("--no-progress", args.no_progress),
+            ("--overwrite", args.overwrite),
+            ("--skip-bad", args.skip_bad),
+        )
+        if on
     ]
     return argv
 
@@ -199,4 +212,9 @@ def _print_summary(out) -> None:
     else:
         print(format_table(metrics))
     n = sum(entry["n"] for entry in metrics["tasks"].values())
-    print(f"wrote {out / RECORDS_FILE} ({n} records), {out / METRICS_FILE}, {out / 'config.yaml'}")
+    failed = sum(entry.get("n_failed", 0) for entry in metrics["tasks"].values())
+    note = f", {failed} failed: see their error column" if failed else ""
+    print(
+        f"wrote {out / RECORDS_FILE} ({n + failed} records{note}), {out / METRICS_FILE}, "
+        f"{out / 'config.yaml'}"
+    )

@@ -11,7 +11,8 @@ Per study (``S``), in order::
 
 A stage's config holds everything that determines its output (the experiment seed
 included); inputs produced inside the run enter through their stage ids, whose tokens
-``stages.StageGraph`` checks.
+``stages.StageGraph`` checks; a dataset or model folder outside the run enters through
+its content fingerprint, so one changed under the same path makes its stages stale.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from fairvlm.experiment import hooks
 from fairvlm.experiment.config import BASE, ExperimentConfig, MethodSpec, StudySpec
 from fairvlm.experiment.stages import Stage, StageContext
+from fairvlm.fingerprint import folder_fingerprint
 
 DATASET = "dataset"
 MODEL = "model"
@@ -95,6 +97,8 @@ def plan_study(cfg: ExperimentConfig, study: StudySpec, run_dir: Path) -> StudyP
         )
     else:
         source["data"] = study.data.path
+        # the content, not the path, decides whether a stage is up to date
+        source["data_fingerprint"] = folder_fingerprint(study.data.path, ("**/*",))
     if study.model.path is None:
         sp.base_stage = f"{s}/base"
         options = hooks.with_seed(
@@ -112,6 +116,7 @@ def plan_study(cfg: ExperimentConfig, study: StudySpec, run_dir: Path) -> StudyP
         )
     else:
         source["model"] = study.model.path
+        source["model_fingerprint"] = folder_fingerprint(study.model.path)
     load = {"dtype": study.model.dtype, "device": study.model.device}
     upstream = _ids(sp.data_stage, sp.base_stage)
     audit_cfg = {"audit": _audit_options(study, cfg.seed), **load, **source}

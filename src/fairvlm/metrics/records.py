@@ -19,7 +19,8 @@ Layout of the result (every dict of a metric carries ``"kind"``):
   ``equalized_odds_difference`` with ``by_attribute`` {attr: value} and ``per_class``.
 
 Task-level ``notes`` explain metrics left out (METEOR without WordNet, AUC without
-option scores).
+option scores). Records with an ``error`` (samples an audit with ``skip_bad`` could not
+read) are left out of every metric and counted as the task's ``n_failed``.
 """
 
 from __future__ import annotations
@@ -305,6 +306,14 @@ def compute_metrics(
             columns it needs (e.g. vqa without targets).
     """
     cfg = config or MetricsConfig(min_group_size=min_group_size, n_boot=n_boot, seed=seed, k=k)
+    failed = _failed_counts(records)
+    if failed:  # samples an audit with skip_bad could not read: counted, never scored
+        records = records[records["error"].isna()]
+        if records.empty:
+            raise DataError(
+                f"every record failed ({failed}; see the records' error column): fix the "
+                "images and rerun the audit with --overwrite"
+            )
     _validate(records, cfg)
     present = [c[len(ATTR_PREFIX) :] for c in records.columns if c.startswith(ATTR_PREFIX)]
     attrs = cfg.attributes or present
@@ -327,7 +336,21 @@ def compute_metrics(
         else:
             continue
         tasks[str(task)] = {"n": len(df), "metrics": metrics, "notes": ctx.notes}
+    for task, n in failed.items():
+        entry = tasks.setdefault(task, {"n": 0, "metrics": {}, "notes": []})
+        entry["n_failed"] = n
+        entry["notes"].append(
+            f"{n} samples failed (unreadable images, see the records' error column) and are "
+            "left out of every metric"
+        )
     return clean_json({"model": model, "data": data, "config": cfg.to_dict(), "tasks": tasks})
+
+
+def _failed_counts(records: pd.DataFrame) -> dict[str, int]:
+    if not isinstance(records, pd.DataFrame) or "error" not in records.columns:
+        return {}
+    counts = records.loc[records["error"].notna(), "task"].value_counts()
+    return {str(task): int(n) for task, n in counts.sort_index().items()}
 
 
 def _validate(records: pd.DataFrame, cfg: MetricsConfig) -> None:

@@ -14,6 +14,7 @@ Output directory::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -22,7 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairvlm.atomic import atomic_write_text
+from fairvlm.atomic import (
+    LOCK_FILE,
+    atomic_write_text,
+    check_output_dir,
+    output_lock,
+    write_marker,
+)
 from fairvlm.errors import ConfigError
 from fairvlm.training.config import TrainConfig, load_train_config, to_plain
 
@@ -30,6 +37,8 @@ CONFIG_FILE = "config.yaml"
 LOG_FILE = "training_log.jsonl"
 PROBE_FILE = "probe.json"
 CHECKPOINTS = "checkpoints"
+#: The kind in a training output's marker (``fairvlm.atomic``).
+TRAIN_KIND = "train"
 
 
 @dataclass
@@ -84,6 +93,10 @@ def _process_device(device: str | None) -> str | None:
     return device
 
 
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _check_out_dir(out: Path, record: dict[str, Any], resume: bool) -> str | None:
     """The checkpoint to resume from (or None); raises when ``out`` holds another run."""
     from fairvlm.training.checkpoints import last_complete_checkpoint
@@ -91,12 +104,14 @@ def _check_out_dir(out: Path, record: dict[str, Any], resume: bool) -> str | Non
     ckpt_root = out / CHECKPOINTS
     saved = out / CONFIG_FILE
     if not resume:
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
             raise ConfigError(
                 f"out={str(out)!r} is not empty: pass resume=True (--resume) or choose another --out"
             )
         return None
-    if saved.is_file():
+    if not saved.is_file():  # a folder of a run that wrote no config yet, or a user's
+        check_output_dir(out, TRAIN_KIND, flag=None)
+    else:
         import yaml
 
         before = yaml.safe_load(saved.read_text()) or {}
@@ -213,82 +228,85 @@ def train(
     out = Path(out_dir)
     record = {"method": method, "train": to_plain(cfg), "method_config": to_plain(method_cfg)}
     ckpt = _check_out_dir(out, record, resume)
+    # one writer per output folder; the other processes of a launch follow the main one
+    with output_lock(out) if _is_main_process() else contextlib.nullcontext():
+        # 2. the model
+        set_seed(cfg.seed)
+        if isinstance(model_path, str | os.PathLike):
+            from fairvlm.models import load_vlm
 
-    # 2. the model
-    set_seed(cfg.seed)
-    if isinstance(model_path, str | os.PathLike):
-        from fairvlm.models import load_vlm
-
-        adapter = load_vlm(model_path, dtype=cfg.dtype, device=_process_device(cfg.device))
-        record["model"] = str(model_path)
-    else:
-        adapter = model_path
-        record["model"] = getattr(adapter, "name_or_path", "")
-    model = apply_lora(adapter, cfg.lora, seed=cfg.seed)
-    space = AttributeSpace.from_samples(samples, spec.attributes(method_cfg))
-    setup = spec.build(MethodContext(adapter, samples, space, cfg, method_cfg))
-    train_samples = setup.samples if setup.samples is not None else samples
-    dataset = SampleDataset(train_samples, space, setup.weights)
-    record.update(
-        data=str(data_path)
-        if isinstance(data_path, str | os.PathLike)
-        else f"<{len(samples)} samples>",
-        attribute_space=space.to_dict(),
-        setup=setup.extra,
-        n_train=len(dataset),
-    )
-    out.mkdir(parents=True, exist_ok=True)
-
-    args = _training_arguments(cfg, out, use_cpu=adapter.device.type == "cpu")
-    trainer = FairTrainer(
-        model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=TrainCollator(adapter),
-        terms=setup.terms,
-        sampler=setup.sampler,
-        lm_weight=setup.lm_weight,
-        space=space,
-        callbacks=[*callbacks, *setup.callbacks],
-    )
-    if trainer.is_world_process_zero() and not (resume and (out / CONFIG_FILE).is_file()):
-        atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(record, sort_keys=False))
-    for term in setup.terms:
-        term.attach(adapter)
-    finished = _finished_state(ckpt)
-    try:
-        if ckpt is not None and (Path(ckpt) / TERMS_FILE).is_file():
-            load_terms(model, Path(ckpt) / TERMS_FILE)
-        probe: list[dict[str, Any]] = []
-        if finished is not None:
-            # The Trainer would train past max_steps when resuming a finished run (it
-            # replays a partial epoch): load the last checkpoint instead of training.
-            _load_adapter_weights(model, Path(ckpt))
-            global_step, log_history = finished["global_step"], finished["log_history"]
-            kept = _final_outputs(out, global_step)
-            print(
-                f"fairvlm train: {ckpt} already reached max_steps={finished['max_steps']}: "
-                "not training again; "
-                + ("the final outputs are kept" if kept else "writing the final outputs")
-            )
+            adapter = load_vlm(model_path, dtype=cfg.dtype, device=_process_device(cfg.device))
+            record["model"] = str(model_path)
         else:
-            trainer.train(resume_from_checkpoint=ckpt)
-            global_step, log_history = trainer.state.global_step, trainer.state.log_history
-            kept = None
-        trainable = trainable_parameter_names(model)
-        if kept is not None:
-            log_history, probe = kept
-        elif trainer.is_world_process_zero():
-            held_out = _probe_samples(data_path, cfg, probe_data)
-            if held_out:
-                probe = probe_trained(
-                    adapter, held_out, space, setup.probe or ProbeSpec(), cfg.seed
-                )
-            _save_outputs(out, model, bool(setup.terms), log_history, probe)
-        trainer.accelerator.wait_for_everyone()
-    finally:
+            adapter = model_path
+            record["model"] = getattr(adapter, "name_or_path", "")
+        model = apply_lora(adapter, cfg.lora, seed=cfg.seed)
+        space = AttributeSpace.from_samples(samples, spec.attributes(method_cfg))
+        setup = spec.build(MethodContext(adapter, samples, space, cfg, method_cfg))
+        train_samples = setup.samples if setup.samples is not None else samples
+        dataset = SampleDataset(train_samples, space, setup.weights)
+        record.update(
+            data=str(data_path)
+            if isinstance(data_path, str | os.PathLike)
+            else f"<{len(samples)} samples>",
+            attribute_space=space.to_dict(),
+            setup=setup.extra,
+            n_train=len(dataset),
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        if _is_main_process():
+            write_marker(out, TRAIN_KIND)
+
+        args = _training_arguments(cfg, out, use_cpu=adapter.device.type == "cpu")
+        trainer = FairTrainer(
+            model,
+            args=args,
+            train_dataset=dataset,
+            data_collator=TrainCollator(adapter),
+            terms=setup.terms,
+            sampler=setup.sampler,
+            lm_weight=setup.lm_weight,
+            space=space,
+            callbacks=[*callbacks, *setup.callbacks],
+        )
+        if trainer.is_world_process_zero() and not (resume and (out / CONFIG_FILE).is_file()):
+            atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(record, sort_keys=False))
         for term in setup.terms:
-            term.remove()
+            term.attach(adapter)
+        finished = _finished_state(ckpt)
+        try:
+            if ckpt is not None and (Path(ckpt) / TERMS_FILE).is_file():
+                load_terms(model, Path(ckpt) / TERMS_FILE)
+            probe: list[dict[str, Any]] = []
+            if finished is not None:
+                # The Trainer would train past max_steps when resuming a finished run (it
+                # replays a partial epoch): load the last checkpoint instead of training.
+                _load_adapter_weights(model, Path(ckpt))
+                global_step, log_history = finished["global_step"], finished["log_history"]
+                kept = _final_outputs(out, global_step)
+                print(
+                    f"fairvlm train: {ckpt} already reached max_steps={finished['max_steps']}: "
+                    "not training again; "
+                    + ("the final outputs are kept" if kept else "writing the final outputs")
+                )
+            else:
+                trainer.train(resume_from_checkpoint=ckpt)
+                global_step, log_history = trainer.state.global_step, trainer.state.log_history
+                kept = None
+            trainable = trainable_parameter_names(model)
+            if kept is not None:
+                log_history, probe = kept
+            elif trainer.is_world_process_zero():
+                held_out = _probe_samples(data_path, cfg, probe_data)
+                if held_out:
+                    probe = probe_trained(
+                        adapter, held_out, space, setup.probe or ProbeSpec(), cfg.seed
+                    )
+                _save_outputs(out, model, bool(setup.terms), log_history, probe)
+            trainer.accelerator.wait_for_everyone()
+        finally:
+            for term in setup.terms:
+                term.remove()
     if hasattr(model, TERMS_ATTR):
         delattr(model, TERMS_ATTR)
     model.eval()

@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairvlm.atomic import atomic_write_text
+from fairvlm.atomic import (
+    atomic_write_text,
+    check_output_dir,
+    check_writable,
+    output_lock,
+    write_marker,
+)
 from fairvlm.errors import bad_value
 from fairvlm.mitigation.steering.common import ConfigMixin
 from fairvlm.mitigation.steering.vector import (
@@ -32,6 +38,8 @@ from fairvlm.mitigation.steering.vector import (
 )
 
 #: The headline columns of the table (fairness first, then utility), when present.
+#: The kind in a sweep folder's marker (``fairvlm.atomic``).
+SWEEP_KIND = "sweep"
 HEADLINE = (
     ("describe", "mention_rate"),
     ("probe", "max_skew"),
@@ -185,9 +193,7 @@ def run_sweep(
         The table rows (also written to ``out_dir/table.*``); the first row is the
         unsteered audit.
     """
-    import yaml
-
-    from fairvlm.audit import AuditConfig, plan_audit, run_audit
+    from fairvlm.audit import AuditConfig, plan_audit
 
     cfg = config if isinstance(config, SweepConfig) else SweepConfig.from_dict(config)
     vec = vector if isinstance(vector, SteeringVector) else SteeringVector.load(vector)
@@ -195,19 +201,45 @@ def run_sweep(
     layer_sets = cfg.layers if cfg.layers is not None else [vec.layers]
     for s in layer_sets:
         vec.select(s)
+    plan_audit(data, audit_cfg)  # bad data fails here, before any model work
+    out = Path(out_dir)
+    if not (out / "sweep.yaml").is_file():  # a sweep from before the marker resumes
+        check_output_dir(out, SWEEP_KIND, overwrite)  # never write beside a user's files
+    check_writable(out, "out_dir")
+    with output_lock(out):  # one sweep per folder
+        return _sweep(model_or_adapter, data, vec, cfg, out, overwrite, base_dir,
+                      load={"adapter": adapter, "dtype": dtype, "device": device})  # fmt: skip
+
+
+def _sweep(
+    model_or_adapter: Any,
+    data: Any,
+    vec: SteeringVector,
+    cfg: SweepConfig,
+    out: Path,
+    overwrite: bool,
+    base_dir: str | Path | None,
+    load: dict[str, Any],
+) -> list[dict[str, Any]]:
+    import yaml
+
+    from fairvlm.audit import AuditConfig, run_audit
+
+    audit_cfg = AuditConfig.from_dict(cfg.audit)
+    layer_sets = cfg.layers if cfg.layers is not None else [vec.layers]
     operator = cfg.operator or vec.operator
     positions = cfg.positions or vec.positions
-    plan_audit(data, audit_cfg)  # bad data fails here, before any model work
+    adapter = load["adapter"]
     vlm = model_or_adapter
     if isinstance(vlm, str | os.PathLike):
         from fairvlm.models import load_vlm
 
-        vlm = load_vlm(vlm, dtype=dtype, device=device, adapter=adapter)
+        vlm = load_vlm(vlm, **load)
     for s in layer_sets:
         vec.check_fits(vlm, s)
 
-    out = Path(out_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
+    write_marker(out, SWEEP_KIND)
     atomic_write_text(
         out / "sweep.yaml",
         yaml.safe_dump(
