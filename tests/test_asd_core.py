@@ -197,10 +197,10 @@ def test_config_validation_names_field_value_and_fix():
         with pytest.raises(ConfigError, match=field):
             ASDConfig(**bad)
     with pytest.raises(ConfigError, match="method.variant"):
-        ASDConfig.from_dict({"variant": "naive"}, "asd")
+        ASDConfig.for_variant({"variant": "naive"}, "asd")
     with pytest.raises(ConfigError, match="known fields"):
-        ASDConfig.from_dict({"tau3": 1}, "asd")
-    cfg = ASDConfig.from_dict({"tau2": "2"}, "asd-sampling-only")
+        ASDConfig.for_variant({"tau3": 1}, "asd")
+    cfg = ASDConfig.for_variant({"tau2": "2"}, "asd-sampling-only")
     assert (cfg.resamples, cfg.reweights, cfg.tau2) == (True, False, 2.0)
 
 

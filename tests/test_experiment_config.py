@@ -142,7 +142,7 @@ def test_bad_train_value_is_located(tmp_path, tiny_llava):
         """,
         tmp_path,
     )
-    assert "exp.yaml:6: " in msg and "lr=-1.0" in msg
+    assert "exp.yaml:7: methods[0].config.train.lr: " in msg and "lr=-1.0" in msg  # its own line
     msg = error_of(
         f"""\
         data: {{synth: clinical}}

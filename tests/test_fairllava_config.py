@@ -119,4 +119,6 @@ def test_cli_reports_bad_input_with_exit_code_2(tmp_path, capsys):
     code = main(
         ["train", "m", str(tmp_path / "data"), "--method", "nope", "--out", str(tmp_path / "o")]
     )
-    assert code == 2 and "method='nope' is not known" in capsys.readouterr().err
+    assert (
+        code == 2 and "method='nope' is not a registered training method" in capsys.readouterr().err
+    )

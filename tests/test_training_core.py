@@ -12,6 +12,7 @@ from transformers import TrainerCallback
 
 from fairvlm.errors import ConfigError
 from fairvlm.models import load_vlm
+from fairvlm.registry import TRAINING_METHODS
 from fairvlm.training import (
     LoraSettings,
     Method,
@@ -25,7 +26,6 @@ from fairvlm.training import (
     register_method,
     train,
 )
-from fairvlm.training.methods import METHODS
 
 
 def test_config_sections_overrides_and_errors(tmp_path):
@@ -90,18 +90,16 @@ def test_lora_targets_stay_in_the_language_model(tiny_llava):
 
 def test_registry_lists_builtins_and_takes_plugins():
     assert {"lora", "fairllava", "reweight", "resample", "adversarial"} <= set(available_methods())
-    with pytest.raises(ConfigError, match="not known"):
+    with pytest.raises(ConfigError, match="not a registered training method"):
         get_method("asd-unknown")
-    extra = Method(
-        "demo-extra", "test only", lambda o: None, lambda ctx: MethodSetup(lm_weight=0.5)
-    )
+    extra = Method("demo-extra", "test only", lambda ctx: MethodSetup(lm_weight=0.5))
     try:
         register_method(extra)
         assert get_method("demo-extra") is extra
-        with pytest.raises(ConfigError, match="already registered"):
-            register_method(Method("demo-extra", "x", lambda o: None, lambda ctx: MethodSetup()))
+        with pytest.raises(ConfigError, match="already a registered training method"):
+            register_method(Method("demo-extra", "x", lambda ctx: MethodSetup()))
     finally:
-        METHODS.pop("demo-extra", None)
+        TRAINING_METHODS.unregister("demo-extra")
 
 
 def test_weights_scale_the_lm_loss(tiny_llava, tmp_path):
@@ -110,7 +108,6 @@ def test_weights_scale_the_lm_loss(tiny_llava, tmp_path):
     heavy = Method(
         "demo-weights",
         "test only",
-        lambda o: None,
         lambda ctx: MethodSetup(
             weights=[3.0 if s.attributes["skin_tone"] == "dark" else 1.0 for s in ctx.samples]
         ),
@@ -121,7 +118,7 @@ def test_weights_scale_the_lm_loss(tiny_llava, tmp_path):
         w = train(tiny_llava, samples, "demo-weights", cfg, tmp_path / "w", probe_data=[])
         p = train(tiny_llava, samples, "lora", cfg, tmp_path / "p", probe_data=[])
     finally:
-        METHODS.pop("demo-weights", None)
+        TRAINING_METHODS.unregister("demo-weights")
     # same model, same batch: plain loss = mean(l); weighted = mean(w * l) with w in {1, 3}
     (lw,) = [r["loss"] for r in w.log_history if "loss" in r]
     (lp,) = [r["loss"] for r in p.log_history if "loss" in r]

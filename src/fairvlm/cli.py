@@ -34,15 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _available() -> dict[str, tuple[str, str]]:
-    """The commands whose module is installed (lets the CLI grow issue by issue)."""
-    from importlib.util import find_spec
-
-    return {name: spec for name, spec in COMMANDS.items() if find_spec(spec[0]) is not None}
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every available sub-command."""
+    """The top-level parser with every sub-command."""
     from fairvlm import __version__
 
     parser = argparse.ArgumentParser(
@@ -50,11 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Audit vision-language models for demographic and social bias, and remove it.",
     )
     parser.add_argument("--version", action="version", version=f"fairvlm {__version__}")
+    plugin = argparse.ArgumentParser(add_help=False)
+    plugin.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first: it registers methods, builders, tasks or families "
+        "(repeatable; see docs/extending.md)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in _available().items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
-        mod = importlib.import_module(module)
-        mod.add_arguments(cmd)
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text, parents=[plugin])
+        importlib.import_module(module).add_arguments(cmd)
         cmd.set_defaults(_module=module)
     return parser
 
@@ -68,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from fairvlm.atomic import describe_write_error
     from fairvlm.errors import FairVLMError
+    from fairvlm.plugins import load_plugins
     from fairvlm.upstream_warnings import filter_unavoidable
 
     filter_unavoidable()
     try:
+        load_plugins(args.plugin)
         return int(importlib.import_module(args._module).run(args) or 0)
     except FairVLMError as exc:
         print(f"fairvlm {args.command}: error: {exc}", file=sys.stderr)

@@ -24,5 +24,8 @@ class ModelError(FairVLMError, ValueError):
 
 
 def bad_value(name: str, value: object, fix: str, cls: type[FairVLMError] = ConfigError):
-    """Build an error whose message names the argument, the value and the fix."""
-    return cls(f"{name}={value!r} is not valid: {fix}")
+    """Build an error whose message names the argument, the value and the fix; its
+    ``key`` attribute is ``name`` (config readers locate the error by it)."""
+    exc = cls(f"{name}={value!r} is not valid: {fix}")
+    exc.key = name  # type: ignore[attr-defined]
+    return exc

@@ -2,7 +2,7 @@
 concept recognition), the batched, resumable, shardable runner that writes one record
 per (sample, task), and the metrics computed from those records."""
 
-from fairvlm.audit.config import CLOSED_MODES, DERIVABLE_TASKS, AuditConfig
+from fairvlm.audit.config import CLOSED_MODES, AuditConfig
 from fairvlm.audit.plan import AuditPlan, Unit, load_split, plan_audit
 from fairvlm.audit.runner import CONFIG_FILE, METRICS_FILE, BatchInfo, run_audit
 from fairvlm.audit.store import (
@@ -13,7 +13,6 @@ from fairvlm.audit.store import (
     record_schema,
 )
 from fairvlm.audit.tasks import (
-    TASK_CLASSES,
     TASK_FIELDS,
     AuditTask,
     ClosedTask,
@@ -31,11 +30,9 @@ __all__ = [
     "ATTR_PREFIX",
     "CLOSED_MODES",
     "CONFIG_FILE",
-    "DERIVABLE_TASKS",
     "METRICS_FILE",
     "RECORDS_FILE",
     "RECORD_COLUMNS",
-    "TASK_CLASSES",
     "TASK_FIELDS",
     "AuditConfig",
     "AuditPlan",

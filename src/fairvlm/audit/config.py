@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from fairvlm.data.schema import TASKS
+from fairvlm.config import Config, is_int
 from fairvlm.errors import bad_value
 from fairvlm.metrics.config import MetricsConfig
+from fairvlm.registry import AUDIT_TASKS
 
 #: How closed tasks (vqa, concept) are answered.
 CLOSED_MODES = ("both", "generate", "score")
-#: Tasks whose prompt the audit can write itself, so they may run on another task's samples.
-DERIVABLE_TASKS = ("probe", "describe")
 
 
 @dataclass
-class AuditConfig:
+class AuditConfig(Config):
     """What an audit runs and how.
 
     Attributes:
@@ -70,23 +66,22 @@ class AuditConfig:
     progress: bool = True
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.tasks, str):
-            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
+    def validate(self) -> None:
+        tasks = AUDIT_TASKS.names()
         if self.tasks is not None:
             self.tasks = list(dict.fromkeys(self.tasks))
-            unknown = [t for t in self.tasks if t not in TASKS]
+            unknown = [t for t in self.tasks if t not in tasks]
             if unknown or not self.tasks:
-                raise bad_value("tasks", self.tasks, f"use a non-empty list of {list(TASKS)}")
+                raise bad_value("tasks", self.tasks, f"use a non-empty list of {tasks}")
         if not isinstance(self.split, str) or not self.split:
             raise bad_value("split", self.split, "name a split of the data, e.g. 'test'")
-        if self.limit is not None and (not _is_int(self.limit) or self.limit < 1):
+        if self.limit is not None and (not is_int(self.limit) or self.limit < 1):
             raise bad_value("limit", self.limit, "use a positive integer or None (all samples)")
         for name in ("batch_size", "max_new_tokens", "closed_max_new_tokens"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise bad_value(name, getattr(self, name), "use a positive integer")
         if self.option_batch_size is not None and (
-            not _is_int(self.option_batch_size) or self.option_batch_size < 1
+            not is_int(self.option_batch_size) or self.option_batch_size < 1
         ):
             raise bad_value(
                 "option_batch_size", self.option_batch_size, "use a positive integer or None"
@@ -106,55 +101,20 @@ class AuditConfig:
             )
         if not self.describe_prompt.strip():
             raise bad_value("describe_prompt", self.describe_prompt, "give a non-empty prompt")
+        derivable = [t.name for t in AUDIT_TASKS if t.derivable]
         for task, source in self.sources.items():
-            if task not in DERIVABLE_TASKS or source not in TASKS:
+            if task not in derivable or source not in tasks:
                 raise bad_value(
                     f"sources[{task!r}]",
                     source,
-                    f"only {list(DERIVABLE_TASKS)} can take another task's samples, "
-                    f"and the source is one of {list(TASKS)}",
+                    f"only {derivable} can take another task's samples, "
+                    f"and the source is one of {tasks}",
                 )
-        if isinstance(self.attributes, str):
-            self.attributes = [a.strip() for a in self.attributes.split(",") if a.strip()]
-        if not _is_int(self.seed):
+        if not is_int(self.seed):
             raise bad_value("seed", self.seed, "use an integer")
         for name in ("skip_bad", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise bad_value(name, getattr(self, name), "use true or false")
-        if isinstance(self.metrics, Mapping):
-            self.metrics = _metrics_config(self.metrics)
-        if not isinstance(self.metrics, MetricsConfig):
-            raise bad_value(
-                "metrics", self.metrics, "give a MetricsConfig or a mapping of its fields"
-            )
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> AuditConfig:
-        """Build from a plain mapping (YAML); an unknown key is an error naming the fields."""
-        data = dict(data or {})
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in data if k not in names]
-        if unknown:
-            raise bad_value(unknown[0], data[unknown[0]], f"not an AuditConfig field; use {names}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, YAML-able fields (the metrics config nested)."""
-        return dataclasses.asdict(self)
 
 
-def _metrics_config(data: Mapping[str, Any]) -> MetricsConfig:
-    names = [f.name for f in dataclasses.fields(MetricsConfig)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        raise bad_value(
-            f"metrics.{unknown[0]}", data[unknown[0]], f"not a MetricsConfig field; use {names}"
-        )
-    return MetricsConfig(**dict(data))
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-__all__ = ["CLOSED_MODES", "DERIVABLE_TASKS", "AuditConfig"]
+__all__ = ["CLOSED_MODES", "AuditConfig"]

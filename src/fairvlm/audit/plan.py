@@ -10,8 +10,9 @@ from typing import Any
 
 from fairvlm.audit.config import AuditConfig
 from fairvlm.audit.tasks import AuditTask, make_task
-from fairvlm.data.schema import TASKS, Sample
+from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, bad_value
+from fairvlm.registry import AUDIT_TASKS
 
 
 @dataclass
@@ -109,7 +110,7 @@ def plan_audit(data: Any, config: AuditConfig) -> AuditPlan:
                 DataError,
             )
     counts = Counter(s.task for s in samples)
-    names = config.tasks or [t for t in TASKS if counts[t]]
+    names = config.tasks or [t for t in AUDIT_TASKS.names() if counts[t]]
     plan = AuditPlan(label, config.split, list(config.attributes or present))
     for name in names:
         task = make_task(name, config)

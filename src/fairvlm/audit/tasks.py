@@ -1,4 +1,9 @@
-"""Audit tasks: which samples each task takes, what it needs of them, and how it asks the model.
+"""Audit tasks: which samples each task takes, what it needs of them, how it asks the model,
+and how its records become metrics.
+
+Each task is an :class:`AuditTask` subclass registered in
+:data:`fairvlm.registry.AUDIT_TASKS` (``@register_task``): the runner, the metrics, the
+experiment summary, the sweep and the report read every task property from there.
 
 A task turns a batch of samples into the model-dependent part of their records
 (``prompt, output, options, option_logprob, option_mean_logprob, pred, p_yes``); the
@@ -24,7 +29,9 @@ import numpy as np
 from fairvlm.audit.config import AuditConfig
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError
+from fairvlm.metrics import records as task_metrics
 from fairvlm.metrics.clinical import LabelParser, normalize_label
+from fairvlm.registry import AUDIT_TASKS, register_task
 
 #: Fields every record gets from its task (see the records contract).
 TASK_FIELDS = (
@@ -44,15 +51,32 @@ def _examples(ids: Sequence[str]) -> str:
 
 
 class AuditTask:
-    """Base class: sample selection and validation; subclasses define :meth:`run`.
+    """Base class: sample selection and validation; subclasses define :meth:`run` and
+    their metrics.
 
     Attributes:
-        name: the task name (one of :data:`fairvlm.data.TASKS`).
+        name: the task name (a key of :data:`fairvlm.registry.AUDIT_TASKS`).
+        kind: ``closed`` (an answer among options), ``open`` (free text) or ``score``
+            (option scores only); the report shows open tasks' outputs first.
         needs: sample fields that must be set on every sample of the task.
+        derivable: the audit can write the task's prompt itself, so it may run on
+            another task's samples (``AuditConfig.sources``).
+        metric_columns: record columns the metrics need (at least one value each).
+        compute: ``(TaskRecords, reference_lm) -> {metric: result}`` (``fairvlm.metrics``).
+        goals: every metric's direction: ``max``, ``min`` or ``zero`` (closest to 0).
+        utility: metrics the comparison table shows as utility by default.
+        fairness: metrics the table shows as fairness by default -> their column kind.
     """
 
     name: ClassVar[str] = ""
+    kind: ClassVar[str] = "closed"
     needs: ClassVar[tuple[str, ...]] = ()
+    derivable: ClassVar[bool] = False
+    metric_columns: ClassVar[tuple[str, ...]] = ()
+    compute: ClassVar[Any] = None
+    goals: ClassVar[dict[str, str]] = {}
+    utility: ClassVar[tuple[str, ...]] = ()
+    fairness: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: AuditConfig) -> None:
         self.config = config
@@ -208,20 +232,42 @@ class ClosedTask(AuditTask):
         return rows
 
 
+_CLASSIFICATION_GOALS = {
+    "accuracy": "max",
+    "macro_f1": "max",
+    "balanced_accuracy": "max",
+    "auc": "max",
+    "option_accuracy": "max",
+    "parse_failures": "min",
+    "demographic_parity_difference": "zero",
+    "equalized_odds_difference": "zero",
+}
+
+
 class VQATask(ClosedTask):
     """Closed visual question answering (e.g. "What is the diagnosis?")."""
 
     name = "vqa"
+    metric_columns = ("target",)
+    compute = staticmethod(task_metrics.vqa_metrics)
+    goals = _CLASSIFICATION_GOALS
+    utility = ("accuracy",)
 
 
 class ConceptTask(ClosedTask):
     """Closed concept recognition (which social concept does the image show)."""
 
     name = "concept"
+    metric_columns = ("target",)
+    compute = staticmethod(task_metrics.concept_metrics)
+    goals = {"accuracy": "max", "parse_failures": "min"}
+    utility = ("accuracy",)
 
 
 class GenerationTask(AuditTask):
     """Open generation: the record's output is the generated text."""
+
+    kind = "open"
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "max_new_tokens": self.config.max_new_tokens}
@@ -238,12 +284,21 @@ class ReportTask(GenerationTask):
 
     name = "report"
     needs = ("target",)
+    metric_columns = ("target", "output")
+    compute = staticmethod(task_metrics.report_metrics)
+    goals = {"bleu1": "max", "bleu4": "max", "rouge_l": "max", "meteor": "max", "perplexity": "min"}
+    utility = ("rouge_l",)
 
 
 class DescribeTask(GenerationTask):
     """Open description ("Describe the person."): attribute mentions and sentiment."""
 
     name = "describe"
+    derivable = True
+    metric_columns = ("output",)
+    compute = staticmethod(task_metrics.describe_metrics)
+    goals = {"mention_rate": "min", "sentiment": "max", "perplexity": "min"}
+    fairness = {"mention_rate": "mention"}
 
     def derived_prompt(self, sample: Sample) -> str:
         return self.config.describe_prompt
@@ -257,7 +312,21 @@ class ProbeTask(AuditTask):
     """Yes/no concept probe: P(yes) from the scores of the two answers."""
 
     name = "probe"
+    kind = "score"
     needs = ("concept",)
+    derivable = True
+    metric_columns = ("p_yes", "concept")
+    compute = staticmethod(task_metrics.probe_metrics)
+    goals = {
+        "p_yes": "max",
+        "max_skew": "zero",
+        "min_skew": "zero",
+        "ndkl": "min",
+        "bias_at_k": "zero",
+        "demographic_parity_difference": "zero",
+        "equalized_odds_difference": "zero",
+    }
+    fairness = {"max_skew": "skew", "min_skew": "skew", "ndkl": "skew"}
 
     def derived_prompt(self, sample: Sample) -> str:
         if not sample.concept:  # left as it is: validation reports every such sample
@@ -299,19 +368,17 @@ def p_yes(logprob_yes: float, logprob_no: float) -> float | None:
     return 1.0 / (1.0 + math.exp(logprob_no - logprob_yes))
 
 
-#: Task name -> class.
-TASK_CLASSES: dict[str, type[AuditTask]] = {
-    cls.name: cls for cls in (VQATask, ReportTask, ProbeTask, DescribeTask, ConceptTask)
-}
+# registered in this order: the order an audit runs the tasks of a split in
+for _task in (VQATask, ReportTask, ProbeTask, DescribeTask, ConceptTask):
+    register_task(_task)
 
 
 def make_task(name: str, config: AuditConfig) -> AuditTask:
-    """The task object of ``name`` under ``config``."""
-    return TASK_CLASSES[name](config)
+    """The task object of the registered task ``name`` under ``config``."""
+    return AUDIT_TASKS.get(name)(config)
 
 
 __all__ = [
-    "TASK_CLASSES",
     "TASK_FIELDS",
     "AuditTask",
     "ClosedTask",

@@ -17,7 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build = sub.add_parser("build", help="build a steering vector", description="build a vector")
     build.add_argument("model", metavar="MODEL", help="model directory or hub id")
     build.add_argument("data", metavar="DATA", help="dataset folder (samples or images)")
-    build.add_argument("--method", required=True, choices=("contrastive", "gradient"))
+    build.add_argument(
+        "--method",
+        required=True,
+        help="a registered steering builder, e.g. contrastive or gradient (an unknown name "
+        "lists them all)",
+    )
     build.add_argument("--layers", help="decoder layers, e.g. 4,8 or -1 (default: the middle)")
     build.add_argument("--out", required=True, metavar="VEC.safetensors")
     build.add_argument(
@@ -28,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a field of ContrastiveConfig / GradientConfig (YAML value), e.g. position=answer_mean",
+        help="a field of the builder's config (YAML value), e.g. position=answer_mean",
     )
     _model_flags(build)
 
@@ -78,13 +83,14 @@ def _build(args: argparse.Namespace) -> int:
     from fairvlm.atomic import check_writable
     from fairvlm.errors import bad_value
     from fairvlm.mitigation import steering
+    from fairvlm.mitigation.steering.builders import get_builder
     from fairvlm.models import load_vlm
 
+    builder = get_builder(args.method)
     options = _overrides(args.set)
     if args.layers is not None:
         options["layers"] = args.layers
-    cls = steering.ContrastiveConfig if args.method == "contrastive" else steering.GradientConfig
-    cfg = cls.from_dict(options)  # bad fields fail before the model loads
+    cfg = builder.parse(options)  # bad fields fail before the model loads
     if not Path(args.data).exists():
         raise bad_value("DATA", args.data, "give an existing dataset folder")
     if not args.out.endswith(".safetensors"):
@@ -98,10 +104,7 @@ def _build(args: argparse.Namespace) -> int:
             "path, or pass --overwrite to replace it",
         )
     vlm = load_vlm(args.model, dtype=args.dtype, device=args.device, adapter=args.adapter)
-    builder = (
-        steering.build_contrastive if args.method == "contrastive" else steering.build_gradient
-    )
-    vector = builder(vlm, args.data, cfg, progress=not args.no_progress)
+    vector = builder.build(vlm, args.data, cfg, progress=not args.no_progress)
     path = vector.save(args.out)
     print(vector)
     print(f"wrote {path}")

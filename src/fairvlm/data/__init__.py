@@ -10,7 +10,7 @@ from fairvlm.data.counterfactual import (
 from fairvlm.data.jsonl import read_jsonl, write_jsonl
 from fairvlm.data.llava_json import read_llava_json, write_llava_json
 from fairvlm.data.readers import READERS, ReadResult, get_reader, import_dataset
-from fairvlm.data.schema import TASKS, Sample
+from fairvlm.data.schema import Sample
 from fairvlm.data.storage import (
     METADATA_FILE,
     dataset_metadata,
@@ -27,7 +27,6 @@ __all__ = [
     "METADATA_FILE",
     "OCCUPATIONS",
     "READERS",
-    "TASKS",
     "CompletenessReport",
     "ReadResult",
     "Sample",

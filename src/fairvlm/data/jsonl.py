@@ -28,8 +28,9 @@ from fairvlm.data.readers.base import (
     check_image,
     new_metadata,
 )
-from fairvlm.data.schema import TASKS, Sample
+from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError
+from fairvlm.registry import AUDIT_TASKS
 
 JSONL_FILE = "data.jsonl"
 FIELDS = ("target", "concept", "counterfactual_set")
@@ -58,8 +59,10 @@ def sample_from_record(
         if value is not None and not isinstance(value, str):
             raise RowError("attributes", f"attribute {name}={value!r} is not a string or null")
     task = _field(record, "task", str, "vqa")
-    if task not in TASKS:
-        raise RowError("task", f"unknown task category {task!r}; expected one of {TASKS}")
+    if task not in AUDIT_TASKS:
+        raise RowError(
+            "task", f"unknown task category {task!r}; expected one of {AUDIT_TASKS.names()}"
+        )
     options = _field(record, "options", list)
     if options is not None and not all(isinstance(o, str) for o in options):
         raise RowError("options", f"options={options!r} is not a list of strings")

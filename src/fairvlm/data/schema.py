@@ -11,9 +11,6 @@ from typing import Any
 
 from PIL import Image
 
-#: Task names known to the audit runner and the trainers.
-TASKS = ("vqa", "report", "probe", "describe", "concept")
-
 #: The value a dataset stores for an unknown attribute. ``None``, never a class.
 UNKNOWN = None
 
@@ -41,7 +38,7 @@ class Sample:
         image: a PIL image, a path to an image file, or ``None`` for text-only prompts.
         prompt: the user turn, without any chat template and without the image token.
         target: the reference answer (training target, VQA label, reference report).
-        task: one of :data:`TASKS`.
+        task: a registered audit task (``fairvlm.registry.AUDIT_TASKS``).
         attributes: sensitive attributes, e.g. ``{"sex": "female", "age_group": None}``.
         options: candidate answers for closed questions (multiple choice, yes/no).
         concept: the social concept of the sample (ASD, skew), e.g. ``"doctor"``.

@@ -24,8 +24,9 @@ from typing import Any
 from PIL import Image as PILImage
 
 from fairvlm.atomic import atomic_dir, check_replaceable
-from fairvlm.data.schema import TASKS, Sample
+from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, bad_value
+from fairvlm.registry import AUDIT_TASKS, did_you_mean
 
 #: The file that marks a complete fairvlm dataset folder.
 METADATA_FILE = "fairvlm_metadata.json"
@@ -126,8 +127,11 @@ def _check_sample(sample: Any, attributes: Sequence[str] | None) -> Sample:
     sid = sample.id
     if not isinstance(sid, str) or not sid:
         raise DataError(f"sample id={sid!r} is not valid: ids are non-empty strings")
-    if sample.task not in TASKS:
-        raise DataError(f"sample {sid!r}: task={sample.task!r} is not valid: use one of {TASKS}")
+    if sample.task not in AUDIT_TASKS:
+        raise DataError(
+            f"sample {sid!r}: task={sample.task!r} is not valid: use one of "
+            f"{AUDIT_TASKS.names()}{did_you_mean(sample.task, AUDIT_TASKS.names())}"
+        )
     if not isinstance(sample.prompt, str):
         raise DataError(f"sample {sid!r}: prompt={sample.prompt!r} is not valid: give a string")
     for name, value in sample.attributes.items():
@@ -255,12 +259,14 @@ def save_dataset(
         unknown: dict[str, dict[str, int]] = {}
         sizes: dict[str, int] = {}
         tasks: Counter = Counter()
+        split_tasks: dict[str, Counter] = {}
         parts = {}
         for split, samples in splits.items():
             if not isinstance(split, str) or not split or "/" in split:
                 raise bad_value("split", split, "split names are non-empty strings without '/'")
             arrow_path = Path(build) / f"{len(parts)}.arrow"
             unknown[split] = dict.fromkeys(attributes, 0)
+            split_tasks[split] = Counter()
             n = 0
             with ArrowWriter(features=features, path=str(arrow_path), writer_batch_size=100) as w:
                 for sample in tqdm(samples, desc=f"writing {split}", unit="sample", disable=None):
@@ -278,6 +284,7 @@ def save_dataset(
                         else:
                             vocab[name][value] += 1
                     tasks[sample.task] += 1
+                    split_tasks[split][sample.task] += 1
                     n += 1
                 w.finalize()
             sizes[split] = n
@@ -288,6 +295,7 @@ def save_dataset(
         del parts
 
         meta = _final_metadata(metadata, attributes, sizes, tasks, vocab, unknown)
+        meta["split_tasks"] = {k: dict(sorted(v.items())) for k, v in split_tasks.items()}
         # The marker is written last: a folder without it is never a complete dataset.
         (data_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     return out

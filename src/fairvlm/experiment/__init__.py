@@ -4,15 +4,13 @@ Stages are cached by config hash in their own folders, so a rerun resumes where 
 killed run stopped (``fairvlm run EXPERIMENT.yaml --out DIR``)."""
 
 from fairvlm.experiment.config import (
-    KNOWN_METHODS,
-    STEER_METHODS,
-    TRAIN_METHODS,
     AuditSpec,
     DataSpec,
     ExperimentConfig,
     MethodSpec,
     ModelSpec,
     StudySpec,
+    known_methods,
     load_experiment,
 )
 from fairvlm.experiment.runner import RunResult, run_experiment
@@ -20,9 +18,6 @@ from fairvlm.experiment.stages import Stage, StageContext, StageGraph, config_ha
 from fairvlm.experiment.summary import choose_columns, format_table
 
 __all__ = [
-    "KNOWN_METHODS",
-    "STEER_METHODS",
-    "TRAIN_METHODS",
     "AuditSpec",
     "DataSpec",
     "ExperimentConfig",
@@ -36,6 +31,7 @@ __all__ = [
     "choose_columns",
     "config_hash",
     "format_table",
+    "known_methods",
     "load_experiment",
     "run_experiment",
 ]

@@ -40,32 +40,29 @@ from pathlib import Path
 from typing import Any
 
 from fairvlm.atomic import check_name
+from fairvlm.data.storage import METADATA_FILE
 from fairvlm.errors import ConfigError
+from fairvlm.experiment import hooks
+from fairvlm.mitigation.steering.builders import EXPERIMENT_PREFIX, builder_of_method
+from fairvlm.plugins import load_plugins
+from fairvlm.registry import AUDIT_TASKS, STEERING_BUILDERS, TRAINING_METHODS, did_you_mean
+from fairvlm.synth import BENCHES
 from fairvlm.yamlpos import KeyPath, Marks, load_yaml_file, load_yaml_with_marks
 
-#: Fine-tuning methods (``fairvlm.training.train``) and the module that registers them.
-TRAIN_METHODS: dict[str, str] = {
-    "lora": "fairvlm.mitigation.baselines",
-    "reweight": "fairvlm.mitigation.baselines",
-    "resample": "fairvlm.mitigation.baselines",
-    "adversarial": "fairvlm.mitigation.baselines",
-    "fairllava": "fairvlm.mitigation.fairllava",
-    "naive": "fairvlm.mitigation.asd",
-    "asd": "fairvlm.mitigation.asd",
-    "asd-loss-only": "fairvlm.mitigation.asd",
-    "asd-sampling-only": "fairvlm.mitigation.asd",
-}
-#: Test-time steering methods -> the builder of ``fairvlm.mitigation.steering``.
-STEER_METHODS: dict[str, str] = {
-    "steering-contrastive": "contrastive",
-    "steering-gradient": "gradient",
-}
-KNOWN_METHODS = (*TRAIN_METHODS, *STEER_METHODS)
 #: The row of the un-mitigated base model in every comparison.
 BASE = "base"
-BENCHES = ("clinical", "social")
+#: ``audit:`` keys that are AuditConfig fields given at the study level.
+_AUDIT_SHORTCUTS = ("tasks", "split", "limit", "batch_size")
 _STUDY_KEYS = ("data", "model", "audit", "train", "methods", "summary")
-_TOP_KEYS = ("name", "seed", "threads", "jobs", "studies", "quick", "report", *_STUDY_KEYS)
+_TOP_KEYS = (
+    "name", "seed", "threads", "jobs", "plugins", "studies", "quick", "report", *_STUDY_KEYS
+)  # fmt: skip
+
+
+def known_methods() -> list[str]:
+    """Every method name a row may compose: the training methods and ``steering-NAME``
+    for each steering builder (from the registries, plugins included)."""
+    return [*TRAINING_METHODS.names(), *(EXPERIMENT_PREFIX + b for b in STEERING_BUILDERS.names())]
 
 
 @dataclass
@@ -93,15 +90,17 @@ class ModelSpec:
 class AuditSpec:
     """How every model of the study is audited (the same for all rows of the table).
 
-    ``tasks``: audit tasks (``None``: the ones the data has); ``split``; ``limit``: at most
-    this many samples; ``batch_size``; ``config``: further ``AuditConfig`` fields.
+    ``options``: the ``AuditConfig`` fields, from ``audit: {config: {...}}`` and the
+    shortcuts ``tasks``, ``split``, ``limit``, ``batch_size`` written beside it (a field
+    given in both places is refused, never dropped).
     """
 
-    tasks: list[str] | None = None
-    split: str = "test"
-    limit: int | None = None
-    batch_size: int = 16
-    config: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def split(self) -> str:
+        """The audited split."""
+        return str(self.options.get("split", "test"))
 
 
 @dataclass
@@ -122,12 +121,12 @@ class MethodSpec:
     @property
     def train_method(self) -> str | None:
         """The fine-tuning part, if any."""
-        return next((p for p in self.parts if p in TRAIN_METHODS), None)
+        return next((p for p in self.parts if p in TRAINING_METHODS), None)
 
     @property
     def steer_method(self) -> str | None:
-        """The steering part, if any."""
-        return next((p for p in self.parts if p in STEER_METHODS), None)
+        """The steering part (``steering-NAME``), if any."""
+        return next((p for p in self.parts if builder_of_method(p) is not None), None)
 
     def part_config(self, part: str) -> dict[str, Any]:
         """The options of one part (``{train, method}`` or ``{build, apply}``)."""
@@ -177,6 +176,7 @@ class ExperimentConfig:
     report: ReportSpec = field(default_factory=ReportSpec)
     source: str = "<string>"
     raw: dict[str, Any] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)
 
 
 # -- small checkers ----------------------------------------------------------------------
@@ -229,8 +229,6 @@ def _data(raw: Any, path: KeyPath, marks: Marks, base_dir: Path) -> DataSpec:
         raise marks.error((*path, "overrides"), "overrides apply to synth: data only")
     p = Path(str(d["path"])).expanduser()
     p = p if p.is_absolute() else (base_dir / p)
-    from fairvlm.data.storage import METADATA_FILE
-
     if not p.is_dir():
         raise marks.error((*path, "path"), f"{str(p)!r} does not exist: give a dataset folder")
     if not (p / METADATA_FILE).is_file():
@@ -267,20 +265,31 @@ def _model(raw: Any, path: KeyPath, marks: Marks, base_dir: Path) -> ModelSpec:
 
 
 def _audit(raw: Any, path: KeyPath, marks: Marks) -> AuditSpec:
-    d = _mapping(raw, path, marks, ("tasks", "split", "limit", "batch_size", "config"))
-    from fairvlm.data.schema import TASKS
-
+    d = _mapping(raw, path, marks, (*_AUDIT_SHORTCUTS, "config"))
+    options = _any_mapping(d.get("config"), (*path, "config"), marks)
+    for key in _AUDIT_SHORTCUTS:
+        if key in d and key in options:
+            raise marks.error(
+                (*path, key),
+                f"{key} is given twice (audit.{key} and audit.config.{key}): keep one",
+            )
     tasks = _str_list(d.get("tasks"), (*path, "tasks"), marks)
+    names = AUDIT_TASKS.names()
     for i, task in enumerate(tasks or []):
-        if task not in TASKS:
-            raise marks.error((*path, "tasks", i), f"{task!r} is not a task: use {TASKS}")
-    return AuditSpec(
-        tasks=tasks,
-        split=str(d.get("split", "test")),
-        limit=_positive(d.get("limit"), (*path, "limit"), marks),
-        batch_size=_positive(d.get("batch_size", 16), (*path, "batch_size"), marks) or 16,
-        config=_any_mapping(d.get("config"), (*path, "config"), marks),
-    )
+        if task not in names:
+            raise marks.error(
+                (*path, "tasks", i),
+                f"{task!r} is not an audit task{did_you_mean(task, names)}: use {names}",
+            )
+    for key in _AUDIT_SHORTCUTS:
+        if key in d:
+            options[key] = tasks if key == "tasks" else d[key]
+    # the merged fields are checked as audit.config: errors there name the shortcut's line
+    for key in _AUDIT_SHORTCUTS:
+        line = marks.lines.get((*path, key))
+        if line is not None:
+            marks.lines[(*path, "config", key)] = line
+    return AuditSpec(options)
 
 
 def _any_mapping(value: Any, path: KeyPath, marks: Marks) -> dict[str, Any]:
@@ -329,15 +338,18 @@ def _methods(raw: Any, path: KeyPath, marks: Marks) -> list[MethodSpec]:
 def _check_parts(spec: MethodSpec, marks: Marks) -> None:
     here = (*spec.path, "method")
     parts = spec.parts
+    known = known_methods()
     for part in parts:
-        if part not in KNOWN_METHODS:
+        if part not in known:
             raise marks.error(
-                here, f"{part!r} is not a method: use one of {list(KNOWN_METHODS)} or A+B"
+                here,
+                f"{part!r} is not a method{did_you_mean(part, known)}: use one of {known} or "
+                "A+B (a plugin's methods need plugins: [MODULE])",
             )
     if (
         len(set(parts)) != len(parts)
-        or sum(p in TRAIN_METHODS for p in parts) > 1
-        or sum(p in STEER_METHODS for p in parts) > 1
+        or sum(p in TRAINING_METHODS for p in parts) > 1
+        or sum(builder_of_method(p) is not None for p in parts) > 1
     ):
         raise marks.error(
             here,
@@ -347,7 +359,7 @@ def _check_parts(spec: MethodSpec, marks: Marks) -> None:
     allowed = (
         tuple(parts)
         if len(parts) > 1
-        else (("train", "method") if parts[0] in TRAIN_METHODS else ("build", "apply"))
+        else (("train", "method") if parts[0] in TRAINING_METHODS else ("build", "apply"))
     )
     _mapping(spec.config, (*spec.path, "config"), marks, allowed)
 
@@ -398,6 +410,11 @@ def parse_experiment(
             marks.lines[path[1:]] = line
         d = _merge({k: v for k, v in d.items() if k != "quick"}, d["quick"])
     d.pop("quick", None)
+    plugins = _str_list(d.get("plugins"), ("plugins",), marks) or []
+    try:
+        load_plugins(plugins)  # before any name is looked up: they register methods, tasks ...
+    except ConfigError as exc:
+        raise marks.error(("plugins",), str(exc)) from None
     seed = _int(d.get("seed", 0), ("seed",), marks, "an integer seed") or 0
     threads = _positive(d.get("threads", 1), ("threads",), marks) or 1
     jobs = _positive(d.get("jobs", 1), ("jobs",), marks) or 1
@@ -422,11 +439,9 @@ def parse_experiment(
             raise marks.error(("studies", sname), "study names are letters, digits, - and _")
         studies[str(sname)] = _study(str(sname), sraw, where[str(sname)], marks, base)
     # the structure is sound everywhere; now each module checks its own options
-    from fairvlm.experiment.hooks import validate_study
-
     for sname, study in studies.items():
-        validate_study(study, where[sname], marks)
-    return ExperimentConfig(name, seed, threads, jobs, studies, report, marks.source, d)
+        hooks.validate_study(study, where[sname], marks)
+    return ExperimentConfig(name, seed, threads, jobs, studies, report, marks.source, d, plugins)
 
 
 def load_experiment(

@@ -1,77 +1,34 @@
-"""The experiment's bridge to the other fairvlm modules: their config classes (for
-validation before any work) and the calls each stage makes. Nothing here re-implements
-a stage; it only adapts arguments (seeds, paths, ``key=value`` overrides)."""
+"""The experiment's bridge to the other fairvlm modules: validation of every part of a
+study with its owner's config class and registry (before any work), and the calls each
+stage makes. Nothing here re-implements a stage; it only adapts arguments (seeds, paths,
+``key=value`` overrides)."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fairvlm.errors import ConfigError, FairVLMError
+from fairvlm import synth
+from fairvlm.audit import AuditConfig
+from fairvlm.audit import run_audit as audit_run
+from fairvlm.data.storage import dataset_metadata
+from fairvlm.errors import FairVLMError
+from fairvlm.mitigation.steering import SteeringVector
+from fairvlm.mitigation.steering.builders import Builder, builder_of_method
+from fairvlm.mitigation.steering.settings import SteerSettings
+from fairvlm.models import load_vlm
+from fairvlm.registry import TRAINING_METHODS
+from fairvlm.training import TrainConfig, get_method
+from fairvlm.training import pretrain as train_base
+from fairvlm.training import train as train_method
+from fairvlm.training.pretrain import PretrainConfig
+from fairvlm.yamlpos import Marks
 
 if TYPE_CHECKING:
     from fairvlm.experiment.config import StudySpec
-    from fairvlm.yamlpos import KeyPath, Marks
-
-
-def _attr(module: str, name: str, needed_for: str) -> Any:
-    """``module.name``; a ConfigError when that part of fairvlm is not there (yet)."""
-    obj = getattr(require(module, needed_for), name, None)
-    if obj is None:
-        raise ConfigError(f"{needed_for} needs {module}.{name}, which this fairvlm lacks")
-    return obj
-
-
-def require(name: str, needed_for: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and name.startswith(exc.name):
-            raise ConfigError(
-                f"{needed_for} needs {name}, which is not installed in this fairvlm"
-            ) from None
-        raise
-
-
-# -- config classes ----------------------------------------------------------------------
-def pretrain_config_class() -> type:
-    """``fairvlm.training.PretrainConfig``."""
-    return _attr("fairvlm.training.pretrain", "PretrainConfig", "model: pretrain:")
-
-
-def audit_config_class() -> type:
-    """``fairvlm.audit.AuditConfig``."""
-    return _attr("fairvlm.audit", "AuditConfig", "the audit stage")
-
-
-def check_dataclass(cls: type, options: Mapping[str, Any], path: Any, marks: Any) -> Any:
-    """``cls`` built from ``options``; an unknown key is reported at its own line, a bad
-    value (``__post_init__``) at the section's."""
-    check_fields(cls, options, path, marks)
-    try:
-        return build_config(cls, options)
-    except (FairVLMError, TypeError) as exc:
-        raise marks.error(path, str(exc)) from None
-
-
-def check_fields(cls: type, options: Mapping[str, Any], path: Any, marks: Any) -> None:
-    """An unknown key of dataclass ``cls`` is an error at the key's own line."""
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    for key in options:
-        if key not in names:
-            raise marks.error((*path, key), f"unknown key {key!r}: {cls.__name__} has {names}")
-
-
-def build_config(cls: type, options: Mapping[str, Any]) -> Any:
-    """``cls.from_dict(options)`` when the class has one (its owner's own reader), else
-    the training module's generic ``from_mapping``."""
-    from fairvlm.training.config import from_mapping
-
-    reader = getattr(cls, "from_dict", None)
-    return reader(dict(options)) if reader is not None else from_mapping(cls, options)
+    from fairvlm.yamlpos import KeyPath
 
 
 def with_seed(options: Mapping[str, Any], cls: type | None, seed: int) -> dict[str, Any]:
@@ -83,129 +40,141 @@ def with_seed(options: Mapping[str, Any], cls: type | None, seed: int) -> dict[s
     return out
 
 
+def _sections(opts: Mapping[str, Any], allowed: tuple[str, str], where: Any, marks: Marks) -> None:
+    for key in opts:
+        if key not in allowed:
+            raise marks.error(
+                (*where, key), f"unknown key {key!r}: use {allowed[0]}: or {allowed[1]}:"
+            )
+
+
 # -- validation of one study --------------------------------------------------------------
 def validate_study(study: StudySpec, path: KeyPath, marks: Marks) -> None:
-    """Check every method-specific config of a study with the owners' own classes.
+    """Check every part of a study with its owner's config class, and against the tasks
+    its data has in each split (known before the data is generated).
 
     Raises:
         ConfigError: located at the offending key (``file:line: path``).
     """
-    from fairvlm.experiment.config import STEER_METHODS, TRAIN_METHODS
-    from fairvlm.training.config import TrainConfig
-
-    check_dataclass(TrainConfig, study.train, (*path, "train"), marks)
+    TrainConfig.from_dict(study.train, marks=marks, path=(*path, "train"))
+    tasks = split_tasks(study)
+    where = (*path, "audit", "config")
+    audit = AuditConfig.from_dict(study.audit.options, marks=marks, path=where)
+    _check_audit_data(audit, tasks, where, marks)
     for spec in study.methods:
         for part in spec.parts:
             opts = spec.part_config(part)
             where = (*spec.path, "config") if len(spec.parts) == 1 else (*spec.path, "config", part)
-            if part in TRAIN_METHODS:
-                train_options(study, part, opts, where, marks)
-            elif part in STEER_METHODS:
-                steer_options(part, opts, where, marks)
+            if part in TRAINING_METHODS:
+                train = train_options(study, part, opts, where, marks)
+                split = TrainConfig.from_dict(train["train"]).split
+                _check_split(tasks, split, None, (*where, "train", "split"), marks, part)
+            else:
+                builder = builder_of_method(part)
+                assert builder is not None  # the parts were checked against the registries
+                cfg = builder.parse(steer_options(part, opts, where, marks)["build"])
+                split, task = builder.reads(cfg)
+                _check_split(tasks, split, task, (*where, "build"), marks, part)
     if study.data.synth:
-        synth = require("fairvlm.synth", "data: synth:")
         where = (*path, "data", "overrides")
-        cls = synth.BENCH_CONFIGS[study.data.synth]
-        check_fields(cls, study.data.overrides, where, marks)
-        try:
-            synth.bench_config(study.data.synth, dict(study.data.overrides))
-        except FairVLMError as exc:
-            raise marks.error(where, str(exc)) from None
-    if study.model.pretrain is not None:
-        check_dataclass(
-            pretrain_config_class(), study.model.pretrain, (*path, "model", "pretrain"), marks
+        synth.BENCH_CONFIGS[study.data.synth].from_dict(
+            study.data.overrides, marks=marks, path=where
         )
-    check_dataclass(audit_config_class(), study.audit.config, (*path, "audit", "config"), marks)
+    if study.model.pretrain is not None:
+        PretrainConfig.from_dict(
+            study.model.pretrain, marks=marks, path=(*path, "model", "pretrain")
+        )
+
+
+def split_tasks(study: StudySpec) -> dict[str, set[str]] | None:
+    """The sample tasks of each split of the study's data (``None``: not known)."""
+    if study.data.synth:
+        return {split: set(synth.BENCH_TASKS[study.data.synth]) for split in synth.SPLITS}
+    per_split = dataset_metadata(study.data.path).get("split_tasks")
+    return {s: set(t) for s, t in per_split.items()} if per_split else None
+
+
+def _check_split(
+    tasks: dict[str, set[str]] | None,
+    split: str,
+    task: str | None,
+    where: Any,
+    marks: Marks,
+    user: str,
+) -> None:
+    if tasks is None:
+        return
+    if split not in tasks:
+        raise marks.error(
+            where, f"{user} reads split {split!r}, which the data lacks: use one of {sorted(tasks)}"
+        )
+    if task is not None and task not in tasks[split]:
+        raise marks.error(
+            where,
+            f"{user} reads {task!r} samples of split {split!r}, which has only "
+            f"{sorted(tasks[split])}: set its split/task, or use data with {task} samples",
+        )
+
+
+def _check_audit_data(
+    audit: AuditConfig, tasks: dict[str, set[str]] | None, where: Any, marks: Marks
+) -> None:
+    _check_split(tasks, audit.split, None, (*where, "split"), marks, "the audit")
+    for name in audit.tasks or ():
+        source = audit.sources.get(name, name)
+        _check_split(tasks, audit.split, source, (*where, "tasks"), marks, f"audit task {name!r}")
 
 
 def train_options(
-    study: StudySpec, method: str, opts: Mapping[str, Any], where: Any, marks: Any
+    study: StudySpec, method: str, opts: Mapping[str, Any], where: Any, marks: Marks | None
 ) -> dict[str, Any]:
     """The ``{"train": ..., "method": ...}`` config of one fine-tuning part, validated."""
-    from fairvlm.training import get_method
-    from fairvlm.training.config import TrainConfig
-
-    marks = marks or _no_marks()
-    require(_owner(method), f"method {method!r}")
-    for key in opts:
-        if key not in ("train", "method"):
-            raise marks.error((*where, key), f"unknown key {key!r}: use train: or method:")
+    marks = marks or Marks("<experiment>")
+    _sections(opts, ("train", "method"), where, marks)
     own = dict(opts.get("train") or {})
-    check_dataclass(TrainConfig, own, (*where, "train"), marks)
+    TrainConfig.from_dict(own, marks=marks, path=(*where, "train"))
     train = {**study.train, **own}
-    check_dataclass(TrainConfig, train, (*where, "train"), marks)
+    TrainConfig.from_dict(train, marks=marks, path=(*where, "train"))
     try:
-        spec = get_method(method)
-        spec.parse(dict(opts.get("method") or {}))
+        get_method(method).parse(dict(opts.get("method") or {}))
     except FairVLMError as exc:
         raise marks.error((*where, "method"), str(exc)) from None
     return {"train": train, "method": dict(opts.get("method") or {})}
 
 
-def _no_marks() -> Marks:
-    from fairvlm.yamlpos import Marks
-
-    return Marks("<experiment>")
-
-
-def _owner(method: str) -> str:
-    from fairvlm.experiment.config import TRAIN_METHODS
-
-    return TRAIN_METHODS[method]
-
-
-def steer_options(method: str, opts: Mapping[str, Any], where: Any, marks: Any) -> dict:
-    """``{"build": ..., "apply": ...}`` of a steering part, validated by the steering module."""
-    marks = marks or _no_marks()
-    steering = require("fairvlm.mitigation.steering", f"method {method!r}")
-    for key in opts:
-        if key not in ("build", "apply"):
-            raise marks.error((*where, key), f"unknown key {key!r}: use build: or apply:")
-    from fairvlm.experiment.config import STEER_METHODS
-
-    builder = STEER_METHODS[method]
-    cls = steering_config_class(steering, builder)
-    if cls is not None:
-        check_dataclass(cls, dict(opts.get("build") or {}), (*where, "build"), marks)
-    apply = dict(opts.get("apply") or {})
-    for key in apply:
-        if key not in APPLY_KEYS:
-            raise marks.error((*where, "apply", key), f"unknown key {key!r}: use {APPLY_KEYS}")
-    return {"build": dict(opts.get("build") or {}), "apply": apply}
+def steer_options(method: str, opts: Mapping[str, Any], where: Any, marks: Marks | None) -> dict:
+    """``{"build": ..., "apply": ...}`` of a steering part, validated by its builder's
+    config class and :class:`SteerSettings`."""
+    marks = marks or Marks("<experiment>")
+    _sections(opts, ("build", "apply"), where, marks)
+    builder = steering_builder(method)
+    build = dict(opts.get("build") or {})
+    builder.parse(build, marks=marks, path=(*where, "build"))
+    apply = SteerSettings.from_dict(opts.get("apply"), marks=marks, path=(*where, "apply"))
+    return {"build": build, "apply": apply.kwargs()}
 
 
-#: Keyword arguments of ``SteeringVector.apply`` settable from the YAML.
-APPLY_KEYS = ("scale", "operator", "positions", "layers")
-
-
-def steering_config_class(steering: Any, builder: str) -> type | None:
-    """The builder's config dataclass (``ContrastiveConfig`` / ``GradientConfig``)."""
-    name = {"contrastive": "ContrastiveConfig", "gradient": "GradientConfig"}[builder]
-    return getattr(steering, name, None)
+def steering_builder(method: str) -> Builder:
+    """The builder of an experiment method ``steering-NAME``."""
+    builder = builder_of_method(method)
+    if builder is None:
+        raise KeyError(method)  # the method names were checked when the YAML was parsed
+    return builder
 
 
 # -- the calls ----------------------------------------------------------------------------
 def synthesize(bench: str, overrides: Mapping[str, Any], out: Path) -> Path:
     """Generate a benchmark dataset into ``out``."""
-    synth = require("fairvlm.synth", "data: synth:")
     return Path(synth.synthesize(bench, out, dict(overrides)))
 
 
 def pretrain(data_dir: Path, out: Path, options: Mapping[str, Any]) -> Path:
     """Train the base model on ``data_dir`` into ``out`` (resuming an interrupted run)."""
-    module = require("fairvlm.training.pretrain", "model: pretrain:")
-    cfg = _build_plain(module.PretrainConfig, options)
-    return Path(module.pretrain(data_dir, out, cfg, resume=True))
-
-
-def _build_plain(cls: type, options: Mapping[str, Any]) -> Any:
-    return build_config(cls, options)
+    return Path(train_base(data_dir, out, PretrainConfig.from_dict(options), resume=True))
 
 
 def load_model(model: str, *, adapter: Path | None, dtype: str | None, device: str | None) -> Any:
     """``load_vlm(model, adapter=...)``."""
-    from fairvlm.models import load_vlm
-
     return load_vlm(model, dtype=dtype, device=device, adapter=adapter)
 
 
@@ -222,37 +191,41 @@ def run_audit(
 ) -> None:
     """``fairvlm.audit.run_audit`` into ``out`` (records.parquet + metrics.json); the
     model is loaded only if a batch is left to compute (a resumed audit may need none)."""
-    audit = require("fairvlm.audit", "the audit stage")
-    cfg = _build_plain(audit.AuditConfig, options)
-    audit.run_audit(
-        model, data_dir, cfg, out, steer=steer, adapter=adapter, dtype=dtype, device=device
-    )
+    cfg = AuditConfig.from_dict(options)
+    audit_run(model, data_dir, cfg, out, steer=steer, adapter=adapter, dtype=dtype, device=device)
 
 
 def train(
     model: str, data_dir: Path, method: str, config: Mapping[str, Any], out: Path, resume: bool
 ) -> None:
     """``fairvlm.training.train`` into ``out`` (adapter, heads, training_log.jsonl)."""
-    from fairvlm.training import train as run_train
-
-    result = run_train(model, data_dir, method, dict(config), out, resume=resume)
+    result = train_method(model, data_dir, method, dict(config), out, resume=resume)
     del result  # the adapter in memory is dropped: audits reload it from ``out``
 
 
 def build_steering(
-    vlm: Any, data_dir: Path, builder: str, options: Mapping[str, Any], out: Path
+    vlm: Any, data_dir: Path, method: str, options: Mapping[str, Any], out: Path
 ) -> Path:
-    """Build a steering vector with ``builder`` on ``vlm`` and save it to ``out``."""
-    steering = require("fairvlm.mitigation.steering", "steering")
-    cls = steering_config_class(steering, builder)
-    cfg = _build_plain(cls, options) if cls is not None else dict(options)
-    vector = getattr(steering, f"build_{builder}")(vlm, data_dir, cfg)
+    """Build the steering vector of experiment method ``method`` on ``vlm`` into ``out``."""
+    builder = steering_builder(method)
+    vector = builder.build(vlm, data_dir, builder.parse(options))
     path = out / "vector.safetensors"
     vector.save(path)
     return path
 
 
-def load_steering(path: Path) -> Any:
+def load_steering(path: Path) -> SteeringVector:
     """A saved ``SteeringVector``."""
-    steering = require("fairvlm.mitigation.steering", "steering")
-    return steering.SteeringVector.load(path)
+    return SteeringVector.load(path)
+
+
+def method_targets(study: StudySpec) -> list[str]:
+    """The ``task.metric`` keys the study's methods set out to move (registry ``metrics``)."""
+    keys: list[str] = []
+    for spec in study.methods:
+        for part in spec.parts:
+            entry = (
+                TRAINING_METHODS.get(part) if part in TRAINING_METHODS else steering_builder(part)
+            )
+            keys += [k for k in entry.metrics if k not in keys]
+    return keys

@@ -23,6 +23,7 @@ from typing import Any
 
 from fairvlm.errors import FairVLMError
 from fairvlm.experiment.stages import LOG_FILE, Stage, StageGraph, StageResult
+from fairvlm.plugins import load_plugins
 
 Progress = Callable[[int, int, Stage, str, float], None]
 
@@ -49,11 +50,13 @@ def _worker(
     stages: list[Stage],
     capture: bool,
     threads: int | None,
+    plugins: Sequence[str],
     tasks: Any,
     results: Any,
 ) -> None:
     """A worker process: run the stage ids received on ``tasks`` until ``None``."""
     _exit_with_parent(parent)
+    load_plugins(plugins)  # a spawned process has only the built-in registry entries
     if threads:
         import torch
 
@@ -84,11 +87,13 @@ def run_parallel(
     force: Sequence[str] = (),
     progress: Progress | None = None,
     threads: int | None = None,
+    plugins: Sequence[str] = (),
 ) -> list[StageResult]:
     """Run what ``graph.plan(only, force)`` says on up to ``jobs`` worker processes.
 
     Stage actions must be picklable (module-level functions). ``threads``: torch threads
-    per worker (``None``: leave torch alone). Falls back to ``graph.run`` when at most one
+    per worker (``None``: leave torch alone). ``plugins``: modules each worker imports
+    first (the experiment's ``plugins:``). Falls back to ``graph.run`` when at most one
     stage has to run.
 
     Raises:
@@ -118,6 +123,7 @@ def run_parallel(
                 stages,
                 graph.capture,
                 threads,
+                list(plugins),
                 task_qs[i],
                 results_q,
             ),  # fmt: skip

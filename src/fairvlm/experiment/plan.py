@@ -24,10 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fairvlm.audit import AuditConfig
 from fairvlm.experiment import hooks
 from fairvlm.experiment.config import BASE, ExperimentConfig, MethodSpec, StudySpec
-from fairvlm.experiment.stages import Stage, StageContext
+from fairvlm.experiment.stages import Stage, StageContext, config_hash
 from fairvlm.fingerprint import folder_fingerprint
+from fairvlm.mitigation.steering.settings import SteerSettings
+from fairvlm.training import TrainConfig
+from fairvlm.training.pretrain import PretrainConfig
 
 DATASET = "dataset"
 MODEL = "model"
@@ -67,14 +71,7 @@ class StudyPlan:
 
 
 def _audit_options(study: StudySpec, seed: int) -> dict[str, Any]:
-    a = study.audit
-    opts: dict[str, Any] = dict(a.config)
-    opts.update(split=a.split, batch_size=a.batch_size)
-    if a.tasks is not None:
-        opts["tasks"] = list(a.tasks)
-    if a.limit is not None:
-        opts["limit"] = a.limit
-    return hooks.with_seed(opts, hooks.audit_config_class(), seed)
+    return hooks.with_seed(dict(study.audit.options), AuditConfig, seed)
 
 
 def plan_study(cfg: ExperimentConfig, study: StudySpec, run_dir: Path) -> StudyPlan:
@@ -101,9 +98,7 @@ def plan_study(cfg: ExperimentConfig, study: StudySpec, run_dir: Path) -> StudyP
         source["data_fingerprint"] = folder_fingerprint(study.data.path, ("**/*",))
     if study.model.path is None:
         sp.base_stage = f"{s}/base"
-        options = hooks.with_seed(
-            study.model.pretrain or {}, hooks.pretrain_config_class(), cfg.seed
-        )
+        options = hooks.with_seed(study.model.pretrain or {}, PretrainConfig, cfg.seed)
         sp.stages.append(
             Stage(
                 sp.base_stage,
@@ -142,7 +137,8 @@ def plan_study(cfg: ExperimentConfig, study: StudySpec, run_dir: Path) -> StudyP
             opts = hooks.steer_options(
                 spec.steer_method, spec.part_config(spec.steer_method), (), None
             )
-            build = hooks.with_seed(opts["build"], _steer_cls(spec.steer_method), cfg.seed)
+            builder = hooks.steering_builder(spec.steer_method)
+            build = hooks.with_seed(opts["build"], builder.config_class, cfg.seed)
             sp.stages.append(
                 Stage(
                     row.steer,
@@ -178,13 +174,6 @@ def plan_study(cfg: ExperimentConfig, study: StudySpec, run_dir: Path) -> StudyP
     return sp
 
 
-def _steer_cls(method: str) -> type | None:
-    from fairvlm.experiment.config import STEER_METHODS
-
-    steering = hooks.require("fairvlm.mitigation.steering", "steering")
-    return hooks.steering_config_class(steering, STEER_METHODS[method])
-
-
 def _train_stage(
     sp: StudyPlan,
     spec: MethodSpec,
@@ -194,9 +183,6 @@ def _train_stage(
     source: dict,
     trains: dict[str, str],
 ) -> str:
-    from fairvlm.experiment.stages import config_hash
-    from fairvlm.training.config import TrainConfig
-
     method = spec.train_method or ""
     opts = hooks.train_options(sp.study, method, spec.part_config(method), (), None)
     opts["train"] = hooks.with_seed(opts["train"], TrainConfig, cfg.seed)
@@ -282,11 +268,9 @@ def _rel(path: Path | str, run_dir: Path) -> str:
 
 
 def _steer_action(ctx: StageContext) -> None:
-    from fairvlm.experiment.config import STEER_METHODS
-
     c = ctx.stage.config
     vlm = _load(ctx, c.get("train"))
-    hooks.build_steering(vlm, _data_dir(ctx), STEER_METHODS[c["method"]], c["build"], ctx.folder)
+    hooks.build_steering(vlm, _data_dir(ctx), c["method"], c["build"], ctx.folder)
 
 
 def _audit_action(ctx: StageContext) -> None:
@@ -295,7 +279,7 @@ def _audit_action(ctx: StageContext) -> None:
     steer = None
     if c.get("steer"):
         vector = hooks.load_steering(ctx.inputs[c["steer"]["stage"]] / "vector.safetensors")
-        steer = (vector, dict(c["steer"]["apply"]))
+        steer = (vector, SteerSettings.from_dict(c["steer"]["apply"]).kwargs())
     adapter = _rel(ctx.inputs[c["train"]], run) if c.get("train") else None
     with _in_run_dir(run):
         hooks.run_audit(

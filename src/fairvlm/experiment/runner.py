@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from fairvlm.atomic import atomic_write_text, check_output_dir, output_lock, write_marker
 from fairvlm.errors import bad_value
+from fairvlm.experiment import hooks
 from fairvlm.experiment.config import ExperimentConfig, load_experiment
 from fairvlm.experiment.plan import StudyPlan, plan_experiment
 from fairvlm.experiment.stages import (
@@ -131,6 +132,7 @@ def summarize(
                 attributes=sp.study.summary.attributes,
                 utility=sp.study.summary.utility,
                 extra={"data": data_rel, "split": sp.study.audit.split},
+                targets=hooks.method_targets(sp.study),
             )
         )
     return {
@@ -205,7 +207,9 @@ def run_experiment(
         if n_jobs > 1:
             from fairvlm.experiment.parallel import run_parallel
 
-            results = run_parallel(graph, n_jobs, only, force, show, threads=cfg.threads)
+            results = run_parallel(
+                graph, n_jobs, only, force, show, threads=cfg.threads, plugins=cfg.plugins
+            )
         else:
             results = graph.run(only, force, progress=show)
         summary = summarize(cfg, run_dir, graph, plans)

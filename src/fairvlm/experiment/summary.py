@@ -19,20 +19,12 @@ Paths are relative to the run folder, so a run folder can be moved and still rep
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-#: Utility metrics shown by default, per task, when the audit produced them.
-DEFAULT_UTILITY: dict[str, tuple[str, ...]] = {
-    "vqa": ("accuracy",),
-    "report": ("rouge_l",),
-    "concept": ("accuracy",),
-}
-#: Social metrics, per task: metric -> (goal, kind). ``zero``: closer to 0 is better.
-SOCIAL_METRICS: dict[str, dict[str, tuple[str, str]]] = {
-    "probe": {"max_skew": ("zero", "skew"), "min_skew": ("zero", "skew"), "ndkl": ("min", "skew")},
-    "describe": {"mention_rate": ("min", "mention")},
-}
+from fairvlm.registry import AUDIT_TASKS
+
 _ABBREV = {"es_fairllava": "ES", "es_fairclip": "ES-FairCLIP"}
 
 
@@ -72,22 +64,38 @@ def metric_entry(metrics: dict, task: str, metric: str) -> dict | None:
     return entry if isinstance(entry, dict) else None
 
 
+def _goal(task: str, metric: str) -> str:
+    spec = AUDIT_TASKS.get(task) if task in AUDIT_TASKS else None
+    return spec.goals.get(metric, "max") if spec else "max"
+
+
+def _fairness() -> list[tuple[str, str, str]]:
+    """``(task, metric, kind)`` of every task's default fairness columns (registry order)."""
+    return [(t.name, m, kind) for t in AUDIT_TASKS for m, kind in t.fairness.items()]
+
+
 def choose_columns(
-    metrics: dict, attributes: list[str] | None = None, utility: list[str] | None = None
+    metrics: dict,
+    attributes: list[str] | None = None,
+    utility: list[str] | None = None,
+    targets: Sequence[str] = (),
 ) -> list[Column]:
     """The table's columns for an audit's metrics.json (normally the base model's).
 
-    Utility columns (``task.metric``: overall with CI), then per attribute its gap and
-    FairLLaVA equity-scaled value, then the social metrics present (skews, mention rate).
+    Utility columns (``task.metric``: overall with CI; by default each task's ``utility``
+    metrics), then per attribute its gap and FairLLaVA equity-scaled value, then the
+    fairness metrics present (each task's ``fairness`` ones: skews, mention rate).
+    ``targets``: ``task.metric`` keys the study's methods set out to move (their
+    registry entries' ``metrics``), added where the defaults lack them.
     """
-    tasks = metrics.get("tasks") or {}
+    fairness = _fairness()
     if utility is None:
-        utility = [
-            f"{task}.{m}"
-            for task, names in DEFAULT_UTILITY.items()
-            for m in names
-            if metric_entry(metrics, task, m) is not None
-        ]
+        utility = [f"{t.name}.{m}" for t in AUDIT_TASKS for m in t.utility]
+        shown = set(utility) | {f"{t}.{m}" for t, m, _ in fairness}
+        extra = [tuple(k.split(".", 1)) for k in targets if k not in shown and "." in k]
+        utility += [f"{t}.{m}" for t, m in extra if _goal(t, m) == "max"]
+        fairness += [(t, m, "target") for t, m in extra if _goal(t, m) != "max"]
+        utility = [k for k in utility if metric_entry(metrics, *k.split(".", 1)) is not None]
     cols: list[Column] = []
     for key in utility:
         task, _, metric = key.partition(".")
@@ -123,15 +131,13 @@ def choose_columns(
                     "es",
                 )
             )
-    for task, social in SOCIAL_METRICS.items():
-        if task not in tasks:
-            continue
-        for metric, (goal, kind) in social.items():
-            if metric_entry(metrics, task, metric) is not None:
-                label = metric.replace("_", " ")
-                cols.append(
-                    Column(f"{task}.{metric}", label, task, metric, "overall", None, goal, kind)
-                )
+    for task, metric, kind in fairness:
+        if metric_entry(metrics, task, metric) is not None:
+            label = metric.replace("_", " ")
+            goal = _goal(task, metric)
+            cols.append(
+                Column(f"{task}.{metric}", label, task, metric, "overall", None, goal, kind)
+            )
     return cols
 
 
@@ -172,10 +178,12 @@ def study_summary(
     attributes: list[str] | None,
     utility: list[str] | None,
     extra: dict[str, Any] | None = None,
+    targets: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One study's block of summary.json. ``rows``: dicts with ``method``, ``metrics`` (the
-    audit's metrics.json) and paths (``audit``, ``train``, ``steer``)."""
-    columns = choose_columns(base_metrics, attributes, utility)
+    audit's metrics.json) and paths (``audit``, ``train``, ``steer``); ``targets`` as in
+    :func:`choose_columns`."""
+    columns = choose_columns(base_metrics, attributes, utility, targets)
     out_rows = []
     for row in rows:
         metrics = row.pop("metrics", None)

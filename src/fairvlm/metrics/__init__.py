@@ -29,7 +29,7 @@ from fairvlm.metrics.group import (
     group_report,
 )
 from fairvlm.metrics.io import read_records, write_metrics
-from fairvlm.metrics.records import compute_metrics
+from fairvlm.metrics.records import TaskRecords, compute_metrics
 from fairvlm.metrics.reports import (
     METEOR_MISSING,
     bleu,
@@ -71,6 +71,7 @@ __all__ = [
     "bleu1",
     "bleu4",
     "classification_disparities",
+    "TaskRecords",
     "compute_metrics",
     "effective_k",
     "es_fairclip",

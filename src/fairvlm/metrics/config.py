@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
+from fairvlm.config import Config, is_int
 from fairvlm.errors import bad_value
 
 #: Intersections computed when both attribute columns exist (clinical and social benches).
@@ -15,7 +16,7 @@ DEFAULT_RECORD_INTERSECTIONS: tuple[tuple[str, str], ...] = (
 
 
 @dataclass
-class MetricsConfig:
+class MetricsConfig(Config):
     """How :func:`fairvlm.metrics.compute_metrics` turns records into metrics.
 
     Attributes:
@@ -46,20 +47,20 @@ class MetricsConfig:
     label_synonyms: dict[str, list[str]] = field(default_factory=dict)
     on_multiple: str = "unparsed"
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.min_group_size, int) or self.min_group_size < 1:
+    def validate(self) -> None:
+        if not is_int(self.min_group_size) or self.min_group_size < 1:
             raise bad_value(
                 "min_group_size", self.min_group_size, "use a positive integer, e.g. 10"
             )
-        if not isinstance(self.n_boot, int) or self.n_boot < 0:
+        if not is_int(self.n_boot) or self.n_boot < 0:
             raise bad_value(
                 "n_boot", self.n_boot, "use 0 (no CIs) or a positive integer, e.g. 1000"
             )
-        if not isinstance(self.seed, int):
+        if not is_int(self.seed):
             raise bad_value("seed", self.seed, "use an integer")
         if not 0.0 < float(self.ci_level) < 1.0:
             raise bad_value("ci_level", self.ci_level, "use a coverage in (0, 1), e.g. 0.95")
-        if self.k is not None and (not isinstance(self.k, int) or self.k < 1):
+        if self.k is not None and (not is_int(self.k) or self.k < 1):
             raise bad_value("k", self.k, "use a positive integer or None (half of each pool)")
         for parts in self.intersections or ():
             if len(parts) < 2:
@@ -75,6 +76,3 @@ class MetricsConfig:
                 )
         if self.on_multiple not in ("unparsed", "first"):
             raise bad_value("on_multiple", self.on_multiple, "use 'unparsed' or 'first'")
-
-    def to_dict(self) -> dict:
-        return asdict(self)

@@ -26,6 +26,7 @@ read) are left out of every metric and counted as the task's ``n_failed``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,15 +46,9 @@ from fairvlm.metrics.config import DEFAULT_RECORD_INTERSECTIONS, MetricsConfig
 from fairvlm.metrics.disparity import classification_disparities
 from fairvlm.metrics.group import group_report
 from fairvlm.metrics.results import clean_json
+from fairvlm.registry import AUDIT_TASKS
 
 ATTR_PREFIX = "attr."
-_NEEDS = {
-    "vqa": ("target",),
-    "concept": ("target",),
-    "report": ("target", "output"),
-    "probe": ("p_yes", "concept"),
-    "describe": ("output",),
-}
 
 
 def _missing(v) -> bool:
@@ -64,8 +59,10 @@ def _as_list(v) -> list | None:
     return None if _missing(v) else list(v)
 
 
-class _Ctx:
-    """One task's rows, sensitive features and config, with a group_report shortcut."""
+class TaskRecords:
+    """One task's records, their sensitive features and the metrics config, with
+    :meth:`group` (a ``group_report`` of one metric) and ``notes`` for what is left out:
+    what a task's metric function receives."""
 
     def __init__(self, df: pd.DataFrame, attrs: list[str], cfg: MetricsConfig):
         self.df = df.reset_index(drop=True)
@@ -97,7 +94,7 @@ class _Ctx:
         return {"kind": "group", **rep.to_dict()}
 
 
-def _closed(ctx: _Ctx, full: bool) -> dict:
+def _closed(ctx: TaskRecords, full: bool) -> dict:
     """vqa (``full``) and concept: parsed answers vs targets, option-score metrics."""
     df = ctx.df
     targets = [normalize_label(t) for t in df["target"]]
@@ -167,7 +164,7 @@ def _score_matrix(options, logprob, labels) -> np.ndarray:
     return m
 
 
-def _disparity_entries(targets, preds, ctx: _Ctx, labels) -> dict:
+def _disparity_entries(targets, preds, ctx: TaskRecords, labels) -> dict:
     disp = classification_disparities(
         targets, preds, ctx.sf, labels=labels, intersections=ctx.intersections
     )
@@ -186,7 +183,18 @@ def _disparity_entries(targets, preds, ctx: _Ctx, labels) -> dict:
     return out
 
 
-def _report(ctx: _Ctx, reference_lm) -> dict:
+def vqa_metrics(ctx: TaskRecords, reference_lm: Any = None) -> dict:
+    """Metrics of closed VQA records (module doc)."""
+    return _closed(ctx, full=True)
+
+
+def concept_metrics(ctx: TaskRecords, reference_lm: Any = None) -> dict:
+    """Metrics of closed concept-recognition records."""
+    return _closed(ctx, full=False)
+
+
+def report_metrics(ctx: TaskRecords, reference_lm: Any = None) -> dict:
+    """Metrics of report-generation records (BLEU, ROUGE-L, METEOR, perplexity)."""
     from fairvlm.metrics.reports import (
         METEOR_MISSING,
         bleu1,
@@ -213,7 +221,7 @@ def _report(ctx: _Ctx, reference_lm) -> dict:
     return out
 
 
-def _perplexity(ctx: _Ctx, texts, reference_lm) -> dict:
+def _perplexity(ctx: TaskRecords, texts, reference_lm) -> dict:
     if reference_lm is None:
         return {}
     from fairvlm.metrics.fluency import perplexity_metric, token_nll
@@ -222,7 +230,8 @@ def _perplexity(ctx: _Ctx, texts, reference_lm) -> dict:
     return {"perplexity": ctx.group(perplexity_metric, None, token_nll(texts, model, tokenizer))}
 
 
-def _probe(ctx: _Ctx) -> dict:
+def probe_metrics(ctx: TaskRecords, reference_lm: Any = None) -> dict:
+    """Metrics of yes/no probe records (P(yes), skews, NDKL, Bias@K, disparities)."""
     from fairvlm.metrics.group import attribute_columns
     from fairvlm.metrics.social import ranking_bias
 
@@ -254,7 +263,8 @@ def _probe(ctx: _Ctx) -> dict:
     return out
 
 
-def _describe(ctx: _Ctx, reference_lm) -> dict:
+def describe_metrics(ctx: TaskRecords, reference_lm: Any = None) -> dict:
+    """Metrics of open-description records (mention rates, sentiment, perplexity)."""
     from fairvlm.metrics.social import DEFAULT_LEXICON, mention_flags, sentiment_scores
 
     texts = [None if _missing(t) else str(t) for t in ctx.df["output"]]
@@ -324,17 +334,10 @@ def compute_metrics(
         task_attrs = (
             attrs if cfg.attributes else [a for a in attrs if df[ATTR_PREFIX + a].notna().any()]
         )
-        ctx = _Ctx(df, task_attrs, cfg)
-        if task in ("vqa", "concept"):
-            metrics = _closed(ctx, full=task == "vqa")
-        elif task == "report":
-            metrics = _report(ctx, reference_lm)
-        elif task == "probe":
-            metrics = _probe(ctx)
-        elif task == "describe":
-            metrics = _describe(ctx, reference_lm)
-        else:
-            continue
+        if str(task) not in AUDIT_TASKS:
+            continue  # a plugin's task whose plugin is not loaded here
+        ctx = TaskRecords(df, task_attrs, cfg)
+        metrics = AUDIT_TASKS.get(str(task)).compute(ctx, reference_lm)
         tasks[str(task)] = {"n": len(df), "metrics": metrics, "notes": ctx.notes}
     for task, n in failed.items():
         entry = tasks.setdefault(task, {"n": 0, "metrics": {}, "notes": []})
@@ -380,7 +383,8 @@ def _validate(records: pd.DataFrame, cfg: MetricsConfig) -> None:
             "attributes", unknown, f"use attributes present in the records: {present}", DataError
         )
     for task, df in records.groupby("task"):
-        for col in _NEEDS.get(str(task), ()):
+        spec = AUDIT_TASKS.get(str(task)) if str(task) in AUDIT_TASKS else None
+        for col in spec.metric_columns if spec else ():
             if col not in df.columns or df[col].isna().all():
                 raise bad_value(
                     f"task {task!r}",
@@ -388,3 +392,14 @@ def _validate(records: pd.DataFrame, cfg: MetricsConfig) -> None:
                     f"task {task} needs {col!r}: audit data that has it",
                     DataError,
                 )
+
+
+__all__ = [
+    "TaskRecords",
+    "compute_metrics",
+    "concept_metrics",
+    "describe_metrics",
+    "probe_metrics",
+    "report_metrics",
+    "vqa_metrics",
+]

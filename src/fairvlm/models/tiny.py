@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fairvlm.config import Config, is_int
 from fairvlm.errors import bad_value
 from fairvlm.models.families import get_family
 
@@ -34,7 +35,7 @@ DEFAULT_CORPUS: tuple[str, ...] = (
 
 
 @dataclass
-class TinyConfig:
+class TinyConfig(Config):
     """Sizes of a tiny model (validated; hidden sizes must divide by the head count)."""
 
     hidden_size: int = 32
@@ -47,7 +48,7 @@ class TinyConfig:
     vocab_size: int = 512
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         for name in (
             "hidden_size",
             "num_layers",
@@ -58,7 +59,7 @@ class TinyConfig:
             "patch_size",
         ):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise bad_value(name, value, "use a positive integer")
         for name in ("hidden_size", "vision_hidden_size"):
             if getattr(self, name) % self.num_heads:

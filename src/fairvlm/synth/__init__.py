@@ -26,6 +26,12 @@ from fairvlm.synth.config import (
 
 #: The benchmark names.
 BENCHES: tuple[str, ...] = tuple(BENCH_CONFIGS)
+#: The sample tasks of every split of each benchmark (what an experiment can check before
+#: the data is generated).
+BENCH_TASKS: dict[str, tuple[str, ...]] = {
+    "clinical": ("vqa", "report"),
+    "social": ("probe", "concept", "describe"),
+}
 
 
 def generate(bench: str, config: Any) -> dict[str, list[Sample]]:
@@ -92,6 +98,7 @@ def synthesize(
 
 __all__ = [
     "BENCHES",
+    "BENCH_TASKS",
     "BENCH_CONFIGS",
     "ClinicalConfig",
     "SocialConfig",

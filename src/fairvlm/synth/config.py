@@ -7,12 +7,11 @@ config from ``key=value`` strings (values are YAML scalars or flow lists, e.g.
 
 from __future__ import annotations
 
-import dataclasses
-import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
+from fairvlm.config import Config, is_int
 from fairvlm.errors import ConfigError, bad_value
 from fairvlm.yamlpos import parse_yaml_value
 
@@ -31,7 +30,7 @@ def _check_fraction(name: str, value: float, *, low: float = 0.0, high: float = 
 
 
 def _check_positive_int(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise bad_value(name, value, f"use an integer >= {minimum}")
 
 
@@ -44,7 +43,7 @@ def _check_common(cfg: Any) -> None:
 
 
 @dataclass
-class ClinicalConfig:
+class ClinicalConfig(Config):
     """Dermoscopy-like benchmark: skin-tone group, lesion diagnosis, VQA + report.
 
     Attributes:
@@ -104,12 +103,10 @@ class ClinicalConfig:
     subtle_strength: float = 12.0
     unknown_rate: float = 0.05
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check_common(self)
         for name in ("n_train", "n_finetune"):
             _check_positive_int(name, getattr(self, name), 0)
-        if isinstance(self.classes, str):
-            self.classes = [c.strip() for c in self.classes.split(",") if c.strip()]
         bad = [c for c in self.classes if c not in DIAGNOSES]
         if bad or len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
             raise bad_value("classes", self.classes, f"use >= 2 distinct names from {DIAGNOSES}")
@@ -135,7 +132,7 @@ class ClinicalConfig:
 
 
 @dataclass
-class SocialConfig:
+class SocialConfig(Config):
     """Counterfactual person figures with concept cues: probe, concept VQA, description.
 
     Attributes:
@@ -177,10 +174,8 @@ class SocialConfig:
     min_visibility: float = 1.0
     noise: float = 0.03
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check_common(self)
-        if isinstance(self.concepts, str):
-            self.concepts = [c.strip() for c in self.concepts.split(",") if c.strip()]
         if (
             not isinstance(self.concepts, list)
             or len(self.concepts) < 2
@@ -200,42 +195,7 @@ class SocialConfig:
 
 
 #: Benchmark name -> its config class.
-BENCH_CONFIGS: dict[str, type] = {"clinical": ClinicalConfig, "social": SocialConfig}
-
-
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """A YAML value converted to the field's type (int -> float, "a,b" -> list ...)."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(name, value, inner[0]) if len(inner) == 1 else value
-    if origin is list or hint is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list | tuple):
-            raise bad_value(name, value, "use a list, e.g. [a, b] or a,b")
-        return [str(v) for v in value]
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, bool, str) and not isinstance(value, hint):
-        raise bad_value(name, value, f"use a {hint.__name__}")
-    if hint is int and isinstance(value, bool):
-        raise bad_value(name, value, "use an integer")
-    return value
-
-
-def config_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
-    """``cls(**data)`` with type coercion; an unknown key names the known fields."""
-    hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise bad_value(key, value, f"not a field of {cls.__name__}; known fields: {names}")
-        kwargs[key] = _coerce(key, value, hints[key])
-    return cls(**kwargs)
+BENCH_CONFIGS: dict[str, type[Config]] = {"clinical": ClinicalConfig, "social": SocialConfig}
 
 
 def parse_overrides(cls: type, overrides: Sequence[str] | Mapping[str, Any] | None = None) -> Any:
@@ -265,7 +225,7 @@ def parse_overrides(cls: type, overrides: Sequence[str] | Mapping[str, Any] | No
             if not key:
                 raise bad_value("--set", item, "the key before '=' is empty")
             data[key] = parse_yaml_value(text, key)
-    return config_from_dict(cls, data)
+    return cls.from_dict(data)
 
 
 def bench_config(bench: str, overrides: Sequence[str] | Mapping[str, Any] | None = None) -> Any:
@@ -284,6 +244,5 @@ __all__ = [
     "ClinicalConfig",
     "SocialConfig",
     "bench_config",
-    "config_from_dict",
     "parse_overrides",
 ]

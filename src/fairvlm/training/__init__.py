@@ -6,7 +6,6 @@ from fairvlm.training.config import LoraSettings, TrainConfig, load_train_config
 from fairvlm.training.dataset import AttributeSpace, SampleDataset, TrainCollator
 from fairvlm.training.lora import apply_lora, lora_targets, trainable_parameter_names
 from fairvlm.training.methods import (
-    METHODS,
     Method,
     MethodContext,
     MethodSetup,
@@ -28,7 +27,6 @@ from fairvlm.training.trainer import (
 )
 
 __all__ = [
-    "METHODS",
     "AttributeSpace",
     "FairTrainer",
     "LoraSettings",

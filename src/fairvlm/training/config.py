@@ -19,8 +19,9 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any
 
+from fairvlm.config import Config, is_int, to_plain
 from fairvlm.errors import bad_value
 from fairvlm.yamlpos import parse_yaml_value, read_yaml_mapping
 
@@ -40,7 +41,7 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
 @dataclass
-class LoraSettings:
+class LoraSettings(Config):
     """Where LoRA goes and what else trains.
 
     Attributes:
@@ -60,25 +61,23 @@ class LoraSettings:
     vision: bool = False
     lm_head: bool = False
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.r, int) or self.r < 1:
-            raise bad_value("lora.r", self.r, "use a positive integer rank, e.g. 64")
+    def validate(self) -> None:
+        if not is_int(self.r) or self.r < 1:
+            raise bad_value("r", self.r, "use a positive integer rank, e.g. 64")
         if self.alpha <= 0:
-            raise bad_value("lora.alpha", self.alpha, "use a positive number, e.g. 2 * r")
+            raise bad_value("alpha", self.alpha, "use a positive number, e.g. 2 * r")
         if not 0.0 <= self.dropout < 1.0:
-            raise bad_value("lora.dropout", self.dropout, "use a probability in [0, 1)")
-        if isinstance(self.targets, str):
-            self.targets = [t.strip() for t in self.targets.split(",") if t.strip()]
+            raise bad_value("dropout", self.dropout, "use a probability in [0, 1)")
         if not self.targets:
             raise bad_value(
-                "lora.targets", self.targets, f"name at least one layer, e.g. {list(LM_TARGETS)}"
+                "targets", self.targets, f"name at least one layer, e.g. {list(LM_TARGETS)}"
             )
         if self.projector not in PROJECTOR_MODES:
-            raise bad_value("lora.projector", self.projector, f"use one of {PROJECTOR_MODES}")
+            raise bad_value("projector", self.projector, f"use one of {PROJECTOR_MODES}")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """How to fine-tune (shared by every method).
 
     Attributes:
@@ -119,20 +118,18 @@ class TrainConfig:
     progress: bool = True
     lora: LoraSettings = field(default_factory=LoraSettings)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.lora, Mapping):
-            self.lora = from_mapping(LoraSettings, self.lora, "lora")
+    def validate(self) -> None:
         for name in ("batch_size", "grad_accum", "save_steps", "logging_steps", "probe_limit"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise bad_value(name, value, "use a positive integer")
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+        if self.steps is not None and (not is_int(self.steps) or self.steps < 1):
             raise bad_value(
                 "steps", self.steps, "use a positive integer, or null to train by epochs"
             )
         if self.steps is None and not self.epochs > 0:
             raise bad_value("epochs", self.epochs, "use a positive number of epochs")
-        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+        if self.limit is not None and (not is_int(self.limit) or self.limit < 1):
             raise bad_value("limit", self.limit, "use a positive integer or null for all samples")
         if not self.lr > 0:
             raise bad_value("lr", self.lr, "use a positive learning rate, e.g. 1e-4")
@@ -150,66 +147,6 @@ class TrainConfig:
             raise bad_value(
                 "save_total_limit", self.save_total_limit, "use >= 1 or null to keep all"
             )
-
-
-# -- dicts <-> dataclasses ---------------------------------------------------------------
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Light type coercion for YAML/CLI values (``"1e-4"`` -> float, ``"a,b"`` -> list)."""
-    origin, args = get_origin(hint), get_args(hint)
-    if value is None:
-        return None
-    if origin in (list, Sequence) or hint is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list | tuple):
-            raise bad_value(name, value, "use a list")
-        return list(value)
-    if args and type(None) in args:  # X | None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(name, value, inner[0]) if len(inner) == 1 else value
-    try:
-        if hint is float and isinstance(value, int | float | str) and not isinstance(value, bool):
-            return float(value)
-        if hint is int and isinstance(value, str):
-            return int(value)
-    except ValueError:
-        raise bad_value(name, value, f"use a {hint.__name__}") from None
-    if hint is bool and not isinstance(value, bool):
-        raise bad_value(name, value, "use true or false")
-    return value
-
-
-def from_mapping(cls: type, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping; unknown keys are an error naming the fields."""
-    data = dict(data or {})
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise bad_value(
-            f"{where}{unknown[0]}", data[unknown[0]], f"not a field; known fields: {sorted(names)}"
-        )
-    kwargs = {}
-    for key, value in data.items():
-        full = f"{prefix}.{key}" if prefix else key
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
-            kwargs[key] = from_mapping(hint, value, full)
-        else:
-            kwargs[key] = _coerce(full, value, hint)
-    return cls(**kwargs)
-
-
-def to_plain(obj: Any) -> Any:
-    """A dataclass (nested) as plain YAML-able Python."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_plain(v) for v in obj]
-    return obj
 
 
 def _set_path(tree: dict, keys: list[str], value: Any) -> None:
@@ -290,4 +227,4 @@ def load_train_config(
     else:
         raw = read_config(config)
     tree = parse_overrides(overrides, raw)
-    return from_mapping(TrainConfig, tree["train"], "train"), tree["method"]
+    return TrainConfig.from_dict(tree["train"], prefix="train."), tree["method"]

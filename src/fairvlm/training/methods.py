@@ -1,35 +1,24 @@
-"""The registry of training methods: name -> :class:`Method`.
+"""Training methods: what a method is (:class:`Method`) and how the trainer reads it.
 
-Built-in methods (``lora``, ``fairllava``, ``reweight``, ``resample``, ``adversarial``)
-register themselves from their own packages; other packages add theirs by calling
-:func:`register_method` in a module listed in :data:`PLUGIN_MODULES` (imported, when
-installed, the first time the registry is read). E.g. the ASD package registers
-``asd``, ``naive``, ``asd-loss-only`` and ``asd-sampling-only`` from
-``fairvlm.mitigation.asd.methods``.
+The methods live in :data:`fairvlm.registry.TRAINING_METHODS`. The built-in ones
+(``lora``, ``reweight``, ``resample``, ``adversarial``, ``fairllava``, and ASD's
+``asd``, ``naive``, ``asd-loss-only``, ``asd-sampling-only``) register themselves from
+their own packages; a plugin adds one with :func:`fairvlm.registry.register_method`.
 
-A method is two functions around the shared trainer: ``parse(options) -> config``
-(validates the options, before anything is loaded), ``check(config, samples)``
-(validates against the training data, before the model is loaded) and
-``build(context) -> MethodSetup`` (after the model is loaded and LoRA applied).
+A method is functions around the shared trainer: ``parse(options) -> config``
+(validates the options, before anything is loaded; by default ``config_class.from_dict``),
+``check(config, samples)`` (validates against the training data, before the model is
+loaded) and ``build(context) -> MethodSetup`` (after the model is loaded and LoRA applied).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.util import find_spec
 from typing import Any
 
-from fairvlm.errors import ConfigError
-
-#: Modules that register the built-in methods.
-BUILTIN_MODULES: tuple[str, ...] = (
-    "fairvlm.mitigation.baselines.methods",
-    "fairvlm.mitigation.fairllava.method",
-)
-#: Modules of other packages that register methods when they are installed.
-PLUGIN_MODULES: list[str] = ["fairvlm.mitigation.asd.methods"]
+from fairvlm.errors import bad_value
+from fairvlm.registry import TRAINING_METHODS, register_method
 
 
 @dataclass
@@ -91,69 +80,65 @@ def _no_check(config: Any, samples: list[Any]) -> None:
     return None
 
 
+def _no_options(options: Mapping[str, Any]) -> None:
+    if options:
+        key = sorted(options)[0]
+        raise bad_value(f"method.{key}", options[key], "this method takes no method options")
+    return None
+
+
 @dataclass
 class Method:
     """A training method.
 
     Attributes:
         name: the ``--method`` name; ``help``: one line for ``fairvlm train --help``.
-        parse: ``options (dict) -> config`` (raises ConfigError on a bad field).
         build: ``MethodContext -> MethodSetup``.
+        config_class: the method's config dataclass (``None``: it takes no options).
         check: ``(config, training samples) -> None`` (raises before the model loads).
         attributes: ``config -> attribute names`` the method needs encoded (``None``: all).
+        metrics: ``task.metric`` keys the method sets out to move; the comparison table
+            shows them (besides its tasks' defaults) when the audit has them.
+        parse: ``options (dict) -> config`` (default: ``config_class.from_dict``).
     """
 
     name: str
     help: str
-    parse: Callable[[Mapping[str, Any]], Any]
     build: Callable[[MethodContext], MethodSetup]
+    config_class: type | None = None
     check: Callable[[Any, list[Any]], None] = _no_check
     attributes: Callable[[Any], list[str] | None] = lambda config: None
+    metrics: tuple[str, ...] = ()
+    parse: Callable[[Mapping[str, Any]], Any] | None = None
 
-
-METHODS: dict[str, Method] = {}
-_loaded = False
-
-
-def register_method(method: Method, *, replace: bool = False) -> Method:
-    """Add ``method`` to the registry (``replace=True`` to override an existing name)."""
-    if method.name in METHODS and not replace and METHODS[method.name] is not method:
-        raise ConfigError(
-            f"method={method.name!r} is already registered: pass replace=True to override it"
-        )
-    METHODS[method.name] = method
-    return method
-
-
-def _load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-    for module in PLUGIN_MODULES:
-        try:
-            present = find_spec(module) is not None
-        except ModuleNotFoundError:
-            present = False
-        if present:
-            importlib.import_module(module)
+    def __post_init__(self) -> None:
+        if self.parse is None:
+            cls = self.config_class
+            self.parse = (
+                _no_options if cls is None else lambda opts: cls.from_dict(opts, prefix="method.")
+            )
 
 
 def available_methods() -> list[str]:
-    """Names of every registered method (built-in and plugins)."""
-    _load_all()
-    return sorted(METHODS)
+    """Names of every registered training method (built-in and plugins)."""
+    return TRAINING_METHODS.names()
 
 
 def get_method(name: str) -> Method:
-    """The registered method called ``name``.
+    """The registered training method called ``name``.
 
     Raises:
         ConfigError: unknown name (the message lists the registered ones).
     """
-    _load_all()
-    if name not in METHODS:
-        raise ConfigError(f"method={name!r} is not known: use one of {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+    return TRAINING_METHODS.get(name)
+
+
+__all__ = [
+    "Method",
+    "MethodContext",
+    "MethodSetup",
+    "ProbeSpec",
+    "available_methods",
+    "get_method",
+    "register_method",
+]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from fairvlm.atomic import atomic_write_text
+from fairvlm.config import Config, is_int
 from fairvlm.errors import ConfigError, DataError, bad_value
 from fairvlm.yamlpos import parse_yaml_value
 
@@ -40,7 +41,7 @@ _NOT_IN_KEY = ("progress", "save_steps", "logging_steps")
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(Config):
     """How to pretrain the benchmark base model.
 
     Attributes:
@@ -80,7 +81,7 @@ class PretrainConfig:
     progress: bool = True
     device: str | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         for name in (
             "steps",
             "batch_size",
@@ -94,9 +95,9 @@ class PretrainConfig:
             "logging_steps",
         ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise bad_value(name, value, "use a positive integer")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise bad_value("seed", self.seed, "use a non-negative integer")
         if not self.lr > 0:
             raise bad_value("lr", self.lr, "use a positive learning rate, e.g. 3e-3")
@@ -105,10 +106,8 @@ class PretrainConfig:
         if self.weight_decay < 0 or self.max_grad_norm <= 0:
             bad = "weight_decay" if self.weight_decay < 0 else "max_grad_norm"
             raise bad_value(bad, getattr(self, bad), "use a non-negative / positive number")
-        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+        if self.limit is not None and (not is_int(self.limit) or self.limit < 1):
             raise bad_value("limit", self.limit, "use a positive integer or null for all")
-        if isinstance(self.tasks, str):
-            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
         if self.tasks is not None and not self.tasks:
             raise bad_value("tasks", self.tasks, "name at least one task, or null for all")
         for name in ("hidden_size", "vision_hidden_size"):
@@ -118,13 +117,6 @@ class PretrainConfig:
                 )
         if self.vocab_size < 300:
             raise bad_value("vocab_size", self.vocab_size, "use >= 300")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PretrainConfig:
-        """Build from a mapping (YAML values); unknown keys are an error naming the fields."""
-        from fairvlm.training.config import from_mapping
-
-        return from_mapping(cls, data)
 
     def cache_key(self, data_fingerprint: str) -> str:
         """SHA-256 of the fields that determine the model, and of the data."""

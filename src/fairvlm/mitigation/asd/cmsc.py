@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fairvlm.config import Config, is_int
 from fairvlm.data.concepts import CMSC_CONCEPTS
 from fairvlm.errors import ConfigError, bad_value
 
@@ -38,7 +39,7 @@ INHERITED = ("concepts", "image_size", "noise", "min_visibility", "mention_rate"
 
 
 @dataclass
-class CMSCConfig:
+class CMSCConfig(Config):
     """What :func:`build_cmsc` draws (answers independent of the attributes).
 
     Attributes:
@@ -65,17 +66,13 @@ class CMSCConfig:
     min_visibility: float = 0.3
     mention_rate: float = 0.8
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         for name, low in (("n_sets", 1), ("n_test_sets", 0)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            if not is_int(value) or value < low:
                 raise bad_value(name, value, f"use an integer >= {low}")
-        if isinstance(self.tasks, str):
-            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
         if not self.tasks or any(t not in CMSC_TASKS for t in self.tasks):
             raise bad_value("tasks", self.tasks, f"use a non-empty subset of {list(CMSC_TASKS)}")
-        if isinstance(self.concepts, str):
-            self.concepts = [c.strip() for c in self.concepts.split(",") if c.strip()]
 
     def generator_config(self) -> Any:
         """The ``SocialConfig`` that draws the sets (``like``'s settings when given)."""

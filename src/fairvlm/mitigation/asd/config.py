@@ -17,11 +17,11 @@ Choices that the published description leaves open are fields, with our default 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fairvlm.config import Config
 from fairvlm.errors import bad_value
 
 #: The method names, i.e. the variants of the ablation table.
@@ -37,7 +37,7 @@ def _is_number(value: Any) -> bool:
 
 
 @dataclass
-class ASDConfig:
+class ASDConfig(Config):
     """Anti-stereotype debiasing: skew-rescaled loss (SFLoss) + bias-aware resampling.
 
     Attributes:
@@ -86,11 +86,9 @@ class ASDConfig:
     seed: int | None = None
     progress: bool = True
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.variant not in VARIANTS:
             raise bad_value("variant", self.variant, f"use one of {VARIANTS}")
-        if isinstance(self.attributes, str):
-            self.attributes = [a.strip() for a in self.attributes.split(",") if a.strip()]
         if self.attributes is not None and (
             not self.attributes or not all(isinstance(a, str) and a for a in self.attributes)
         ):
@@ -156,26 +154,18 @@ class ASDConfig:
         return self.variant != "naive" or self.track_skew
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, variant: str | None = None) -> ASDConfig:
-        """Build from a mapping (``--set`` / YAML); ``variant`` (the method name) wins.
+    def for_variant(cls, data: Mapping[str, Any] | None, variant: str) -> ASDConfig:
+        """Build from a mapping (``--set`` / YAML) for the method ``variant``, which wins.
 
         Raises:
             ConfigError: an unknown key (the message lists the fields), a bad value, or a
                 ``variant`` option that contradicts the method name.
         """
-        from fairvlm.training.config import from_mapping
-
         data = dict(data or {})
-        if variant is not None:
-            if data.get("variant", variant) != variant:
-                raise bad_value(
-                    "method.variant",
-                    data["variant"],
-                    f"the method {variant!r} fixes it; choose the variant with --method instead",
-                )
-            data["variant"] = variant
-        return from_mapping(cls, data, "method")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain fields (saved in the run's ``config.yaml``)."""
-        return dataclasses.asdict(self)
+        if data.get("variant", variant) != variant:
+            raise bad_value(
+                "method.variant",
+                data["variant"],
+                f"the method {variant!r} fixes it; choose the variant with --method instead",
+            )
+        return cls.from_dict({**data, "variant": variant}, prefix="method.")

@@ -16,7 +16,8 @@ from typing import Any
 from fairvlm.mitigation.asd.callback import ASDCallback, ASDSamplerFactory, ASDState
 from fairvlm.mitigation.asd.config import ASDConfig
 from fairvlm.mitigation.asd.skew import SkewEstimator, check_asd_data
-from fairvlm.training.methods import Method, MethodContext, MethodSetup, register_method
+from fairvlm.registry import register_method
+from fairvlm.training.methods import Method, MethodContext, MethodSetup
 
 #: One line per variant for ``fairvlm train --help``.
 HELP = {
@@ -29,7 +30,7 @@ HELP = {
 
 def _parse(variant: str) -> Callable[[Mapping[str, Any]], ASDConfig]:
     def parse(options: Mapping[str, Any]) -> ASDConfig:
-        return ASDConfig.from_dict(options, variant)
+        return ASDConfig.for_variant(options, variant)
 
     return parse
 
@@ -68,15 +69,19 @@ def build_asd(ctx: MethodContext) -> MethodSetup:
     return setup
 
 
+#: What the ASD paper measures its methods by (MaxSkew / MinSkew of the concept probe).
+METRICS = ("probe.max_skew", "probe.min_skew")
 METHODS = [
     register_method(
         Method(
             name,
             HELP[name],
-            _parse(name),
             build_asd,
-            _check,
-            lambda c: c.attributes,
+            config_class=ASDConfig,
+            check=_check,
+            attributes=lambda c: c.attributes,
+            metrics=METRICS,
+            parse=_parse(name),
         )
     )
     for name in ("asd", "naive", "asd-loss-only", "asd-sampling-only")

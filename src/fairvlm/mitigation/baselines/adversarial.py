@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fairvlm.config import Config
 from fairvlm.errors import bad_value
 from fairvlm.mitigation.fairllava.club import CLUBHead, head_accuracy, head_ce
 from fairvlm.mitigation.fairllava.loss import attribute_targets
@@ -41,7 +42,7 @@ def reverse_gradient(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
 
 
 @dataclass
-class AdversarialConfig:
+class AdversarialConfig(Config):
     """Options of the ``adversarial`` baseline.
 
     Attributes:
@@ -62,7 +63,7 @@ class AdversarialConfig:
     head_width: int = 0
     head_scale: float = 1.0
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if not isinstance(self.lambdas, Mapping) or not self.lambdas:
             raise bad_value(
                 "lambdas",

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from fairvlm.config import Config
 from fairvlm.errors import bad_value
 
 
 @dataclass
-class GroupConfig:
+class GroupConfig(Config):
     """Options of ``reweight`` and ``resample``.
 
     Attributes:
@@ -34,9 +35,7 @@ class GroupConfig:
     by_label: bool = False
     max_weight: float | None = None
 
-    def __post_init__(self) -> None:
-        if isinstance(self.attributes, str):
-            self.attributes = [a.strip() for a in self.attributes.split(",") if a.strip()]
+    def validate(self) -> None:
         if not self.attributes:
             raise bad_value(
                 "attributes",

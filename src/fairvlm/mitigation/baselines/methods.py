@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from fairvlm.errors import bad_value
 from fairvlm.mitigation.baselines.adversarial import AdversarialConfig, AdversarialTerm
 from fairvlm.mitigation.baselines.groups import (
     GroupBalancedSampler,
@@ -14,23 +12,12 @@ from fairvlm.mitigation.baselines.groups import (
     group_weights,
 )
 from fairvlm.mitigation.fairllava.config import check_attributes
-from fairvlm.training.config import from_mapping
-from fairvlm.training.methods import Method, MethodContext, MethodSetup, ProbeSpec, register_method
-
-
-def _parse_none(options: Mapping[str, Any]) -> None:
-    if options:
-        key = sorted(options)[0]
-        raise bad_value(f"method.{key}", options[key], "plain LoRA takes no method options")
-    return None
+from fairvlm.registry import register_method
+from fairvlm.training.methods import Method, MethodContext, MethodSetup, ProbeSpec
 
 
 def _build_lora(ctx: MethodContext) -> MethodSetup:
     return MethodSetup()
-
-
-def _parse_groups(options: Mapping[str, Any]) -> GroupConfig:
-    return from_mapping(GroupConfig, options, "method")
 
 
 def _check_groups(config: GroupConfig, samples: list[Any]) -> None:
@@ -56,10 +43,6 @@ def _build_resample(ctx: MethodContext) -> MethodSetup:
     return MethodSetup(sampler=factory)
 
 
-def _parse_adversarial(options: Mapping[str, Any]) -> AdversarialConfig:
-    return from_mapping(AdversarialConfig, options, "method")
-
-
 def _build_adversarial(ctx: MethodContext) -> MethodSetup:
     cfg: AdversarialConfig = ctx.config
     term = AdversarialTerm(cfg, ctx.space, ctx.adapter.hidden_size)
@@ -68,35 +51,37 @@ def _build_adversarial(ctx: MethodContext) -> MethodSetup:
 
 
 LORA = register_method(
-    Method("lora", "plain LoRA fine-tuning (no fairness term)", _parse_none, _build_lora)
+    Method(
+        "lora", "plain LoRA fine-tuning (no fairness term)", _build_lora, metrics=("vqa.accuracy",)
+    )
 )
 REWEIGHT = register_method(
     Method(
         "reweight",
         "LoRA with inverse group frequency loss weights",
-        _parse_groups,
         _build_reweight,
-        _check_groups,
-        lambda c: list(c.attributes),
+        config_class=GroupConfig,
+        check=_check_groups,
+        attributes=lambda c: list(c.attributes),
     )
 )
 RESAMPLE = register_method(
     Method(
         "resample",
         "LoRA with a group-balanced sampler",
-        _parse_groups,
         _build_resample,
-        _check_groups,
-        lambda c: list(c.attributes),
+        config_class=GroupConfig,
+        check=_check_groups,
+        attributes=lambda c: list(c.attributes),
     )
 )
 ADVERSARIAL = register_method(
     Method(
         "adversarial",
         "LoRA with an attribute adversary behind gradient reversal",
-        _parse_adversarial,
         _build_adversarial,
-        lambda c, s: check_attributes(c.attributes, s, "lambdas"),
-        lambda c: list(c.attributes),
+        config_class=AdversarialConfig,
+        check=lambda c, s: check_attributes(c.attributes, s, "lambdas"),
+        attributes=lambda c: list(c.attributes),
     )
 )

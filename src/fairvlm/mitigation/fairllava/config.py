@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fairvlm.config import Config
 from fairvlm.errors import ConfigError, bad_value
 from fairvlm.mitigation.fairllava.representation import POOLINGS, TOKEN_MODES
 
@@ -31,7 +32,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class FairLLaVAConfig:
+class FairLLaVAConfig(Config):
     """FairLLaVA: ``L = w_ce * CE_LM + fairness_lambda * (sum_a lambda_a * sqrt(MI_a^2 + 1e-6)
     + w_club * sum_a CE(q_a(z.detach()), a))``.
 
@@ -71,7 +72,7 @@ class FairLLaVAConfig:
     conditional: bool = False
     preset: str | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if not isinstance(self.lambdas, Mapping) or not self.lambdas:
             raise bad_value(
                 "lambdas",
@@ -113,15 +114,13 @@ class FairLLaVAConfig:
         return list(self.lambdas)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> FairLLaVAConfig:
+    def from_dict(cls, data: Mapping[str, Any] | None = None, **kwargs: Any) -> FairLLaVAConfig:
         """From YAML/CLI options; ``preset`` (+ ``rename``) first, then the other keys.
 
         ``rename`` maps the preset's attribute names onto the data's, e.g.
         ``{race: skin_tone, age: age_group}``; ``lambdas`` given with a preset update
-        (not replace) the preset's.
+        (not replace) the preset's. ``kwargs`` as :meth:`fairvlm.config.Config.from_dict`.
         """
-        from fairvlm.training.config import from_mapping
-
         data = dict(data or {})
         preset = data.get("preset")
         rename = data.pop("rename", None) or {}
@@ -134,7 +133,7 @@ class FairLLaVAConfig:
                     rename,
                     "rename applies to a preset: also set preset=mimic_cxr or ham10000",
                 )
-            return from_mapping(cls, data, "method")
+            return super().from_dict(data, **kwargs)
         if preset not in PRESETS:
             raise bad_value("preset", preset, f"use one of {sorted(PRESETS)}")
         merged = copy.deepcopy(PRESETS[preset])
@@ -148,7 +147,7 @@ class FairLLaVAConfig:
         merged["lambdas"] = {rename.get(k, k): v for k, v in merged["lambdas"].items()}
         merged["lambdas"].update(data.pop("lambdas", None) or {})
         merged.update(data)
-        return from_mapping(cls, merged, "method")
+        return super().from_dict(merged, **kwargs)
 
     def check_data(self, samples: Sequence[Any], labels: Sequence[str] = ()) -> None:
         """Fail before training when an attribute is absent or has fewer than two values."""

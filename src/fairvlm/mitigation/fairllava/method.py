@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from fairvlm.mitigation.fairllava.config import FairLLaVAConfig
 from fairvlm.mitigation.fairllava.loss import FairLLaVATerm
+from fairvlm.registry import register_method
 from fairvlm.training.dataset import AttributeSpace
-from fairvlm.training.methods import Method, MethodContext, MethodSetup, ProbeSpec, register_method
-
-
-def _parse(options: Mapping[str, Any]) -> FairLLaVAConfig:
-    return FairLLaVAConfig.from_dict(options)
+from fairvlm.training.methods import Method, MethodContext, MethodSetup, ProbeSpec
 
 
 def _check(config: FairLLaVAConfig, samples: list[Any]) -> None:
@@ -32,9 +28,10 @@ FAIRLLAVA = register_method(
     Method(
         "fairllava",
         "FairLLaVA: LoRA + CLUB mutual-information penalty on one layer",
-        _parse,
         _build,
-        _check,
-        lambda c: c.attributes,
+        config_class=FairLLaVAConfig,
+        check=_check,
+        attributes=lambda c: c.attributes,
+        metrics=("vqa.accuracy",),
     )
 )

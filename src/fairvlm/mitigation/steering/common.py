@@ -1,43 +1,14 @@
-"""Helpers shared by the steering builders: config (de)serialisation and sample loading."""
+"""Helpers shared by the steering builders: the layers field and sample loading."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fairvlm.config import is_int
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, bad_value
-
-
-class ConfigMixin:
-    """``from_dict`` (unknown keys are an error naming the fields) and ``to_dict``."""
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> Any:
-        data = dict(data or {})
-        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        unknown = [k for k in data if k not in names]
-        if unknown:
-            raise bad_value(
-                unknown[0], data[unknown[0]], f"not a {cls.__name__} field; use {names}"
-            )
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_positive_int(name: str, value: Any, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if not is_int(value) or value < 1:
-        raise bad_value(name, value, "use a positive integer" + (" or null" if optional else ""))
 
 
 def check_layers_field(value: Any) -> list[int] | None:

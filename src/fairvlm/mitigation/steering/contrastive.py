@@ -22,15 +22,13 @@ from typing import Any
 
 import torch
 
+from fairvlm.config import Config, check_positive_int, is_int
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, bad_value
 from fairvlm.mitigation.steering.activations import POOLINGS, pool, record_layers, resolve_layers
 from fairvlm.mitigation.steering.common import (
-    ConfigMixin,
     check_layers_field,
-    check_positive_int,
     chunks,
-    is_int,
     load_samples_of,
     vector_origin,
 )
@@ -42,7 +40,7 @@ FILTERS = ("target_mentions", "target_no_mentions", "any")
 
 
 @dataclass
-class ContrastiveConfig(ConfigMixin):
+class ContrastiveConfig(Config):
     """How a contrastive vector is built.
 
     Attributes:
@@ -81,8 +79,8 @@ class ContrastiveConfig(ConfigMixin):
     batch_size: int = 8
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        self.layers = check_layers_field(self.layers)
+    def validate(self) -> None:
+        check_layers_field(self.layers)
         if self.position not in POOLINGS:
             raise bad_value("position", self.position, f"use one of {list(POOLINGS)}")
         if self.aggregator not in AGGREGATORS:
@@ -92,8 +90,6 @@ class ContrastiveConfig(ConfigMixin):
                 raise bad_value(name, getattr(self, name), f"use one of {list(FILTERS)}")
         if self.biased == self.neutral:
             raise bad_value("neutral", self.neutral, "use a filter other than `biased`'s")
-        if isinstance(self.lexicon, str):
-            self.lexicon = [w.strip() for w in self.lexicon.split(",") if w.strip()]
         if self.lexicon is not None and not self.lexicon:
             raise bad_value(
                 "lexicon", self.lexicon, "give attribute words, or null for the default"

@@ -24,14 +24,12 @@ from typing import Any
 
 import torch
 
+from fairvlm.config import Config, check_positive_int, is_int
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, ModelError, bad_value
 from fairvlm.mitigation.steering.activations import pool, record_layers, resolve_layers
 from fairvlm.mitigation.steering.common import (
-    ConfigMixin,
     check_layers_field,
-    check_positive_int,
-    is_int,
     load_samples_of,
     vector_origin,
 )
@@ -49,7 +47,7 @@ DEFAULT_WORDS: tuple[str, ...] = (
 
 
 @dataclass
-class GradientConfig(ConfigMixin):
+class GradientConfig(Config):
     """How a gradient (single-step) vector is built.
 
     Attributes:
@@ -90,7 +88,7 @@ class GradientConfig(ConfigMixin):
     task: str | None = None
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if (
             isinstance(self.eps, bool)
             or not isinstance(self.eps, int | float)
@@ -98,13 +96,11 @@ class GradientConfig(ConfigMixin):
         ):
             raise bad_value("eps", self.eps, "use a positive step size, e.g. 0.1")
         self.eps = float(self.eps)
-        self.layers = check_layers_field(self.layers)
+        check_layers_field(self.layers)
         if self.positions not in GRADIENT_POSITIONS:
             raise bad_value("positions", self.positions, f"use one of {list(GRADIENT_POSITIONS)}")
         if self.target not in TARGETS:
             raise bad_value("target", self.target, f"use one of {list(TARGETS)}")
-        if isinstance(self.words, str):
-            self.words = [w.strip() for w in self.words.split(",")]
         self.words = [str(w).strip() for w in self.words or []]
         if not self.words or not all(self.words):
             raise bad_value(
@@ -113,8 +109,6 @@ class GradientConfig(ConfigMixin):
                 f"give a non-empty list of non-empty attribute words, e.g. {list(DEFAULT_WORDS)[:4]}",
             )
         self.words = list(dict.fromkeys(self.words))
-        if isinstance(self.articles, str):
-            self.articles = [a.strip() for a in self.articles.split(",") if a.strip()]
         self.articles = [str(a).strip().lower() for a in self.articles or []]
         if not all(self.articles):
             raise bad_value("articles", self.articles, "give non-empty words, or [] for none")

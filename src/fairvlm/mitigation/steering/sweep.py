@@ -28,8 +28,8 @@ from fairvlm.atomic import (
     output_lock,
     write_marker,
 )
+from fairvlm.config import Config
 from fairvlm.errors import bad_value
-from fairvlm.mitigation.steering.common import ConfigMixin
 from fairvlm.mitigation.steering.vector import (
     SteeringVector,
     check_operator,
@@ -51,7 +51,7 @@ HEADLINE = (
 
 
 @dataclass
-class SweepConfig(ConfigMixin):
+class SweepConfig(Config):
     """What a sweep runs.
 
     Attributes:
@@ -70,26 +70,20 @@ class SweepConfig(ConfigMixin):
     positions: str | None = None
     audit: dict[str, Any] = field(default_factory=lambda: {"tasks": ["describe", "concept"]})
 
-    def __post_init__(self) -> None:
-        if isinstance(self.scales, int | float):
-            self.scales = [self.scales]
-        if not isinstance(self.scales, list | tuple) or not self.scales:
+    def validate(self) -> None:
+        if not self.scales:
             raise bad_value(
                 "scales", self.scales, "give a non-empty list of numbers, e.g. [0, 2, 4]"
             )
         self.scales = list(dict.fromkeys(check_scale(s) for s in self.scales))
         if self.layers is not None:
-            sets = [[s] if isinstance(s, int) else s for s in self.layers]
-            if not sets or not all(isinstance(s, list | tuple) and s for s in sets):
+            if not self.layers or not all(self.layers):
                 raise bad_value("layers", self.layers, "give layer sets, e.g. [[4], [8], [4, 8]]")
-            self.layers = [sorted({int(x) for x in s}) for s in sets]
+            self.layers = [sorted(set(s)) for s in self.layers]
         if self.operator is not None:
             check_operator(self.operator)
         if self.positions is not None:
             check_positions(self.positions)
-        if not isinstance(self.audit, Mapping):
-            raise bad_value("audit", self.audit, "give a mapping of AuditConfig fields")
-        self.audit = dict(self.audit)
 
 
 def parse_layer_sets(text: str) -> list[list[int]]:
