@@ -13,7 +13,7 @@ from fairvlm.mitigation.baselines.groups import (
     group_keys,
     group_weights,
 )
-from fairvlm.mitigation.fairllava.config import check_attributes
+from fairvlm.representation import check_attributes, nest_settings
 from fairvlm.training.config import from_mapping
 from fairvlm.training.methods import Method, MethodContext, MethodSetup, ProbeSpec, register_method
 
@@ -57,13 +57,13 @@ def _build_resample(ctx: MethodContext) -> MethodSetup:
 
 
 def _parse_adversarial(options: Mapping[str, Any]) -> AdversarialConfig:
-    return from_mapping(AdversarialConfig, options, "method")
+    return from_mapping(AdversarialConfig, nest_settings(options), "method")
 
 
 def _build_adversarial(ctx: MethodContext) -> MethodSetup:
     cfg: AdversarialConfig = ctx.config
     term = AdversarialTerm(cfg, ctx.space, ctx.adapter.hidden_size)
-    probe = ProbeSpec(cfg.depth, cfg.tokens, cfg.pooling, cfg.normalise, cfg.attributes)
+    probe = ProbeSpec(cfg.representation, cfg.attributes)
     return MethodSetup(terms=[term], probe=probe)
 
 
