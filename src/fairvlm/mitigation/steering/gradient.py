@@ -26,7 +26,7 @@ import torch
 
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, ModelError, bad_value
-from fairvlm.mitigation.steering.activations import pool, record_layers, resolve_layers
+from fairvlm.mitigation.steering.activations import pool_positions, record_layers, resolve_layers
 from fairvlm.mitigation.steering.common import (
     ConfigMixin,
     check_layers_field,
@@ -280,7 +280,7 @@ def _read(
                 pos = start + n_prefix - 1
                 pooled[layer] = hidden[0, pos].float()
             else:
-                pooled[layer] = pool(hidden, batch, cfg.positions, adapter)[0]
+                pooled[layer] = pool_positions(hidden, batch, cfg.positions, adapter)[0]
     return pooled, None if swap is not None else captured.detach().clone()
 
 
