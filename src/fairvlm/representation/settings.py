@@ -95,31 +95,21 @@ def nest_settings(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """A method's ``options`` with the settings written flat moved under ``representation``.
 
     ``{lambdas: ..., depth: 0.8}`` -> ``{lambdas: ..., representation: {depth: 0.8}}``;
-    options already nested (a saved ``config.yaml``) pass through, and flat keys join them.
+    options already nested (a saved ``config.yaml``) pass through. A flat key overrides
+    the nested one, so that ``--set depth=0.8`` overrides a saved run's config.
 
     Raises:
-        ConfigError: one setting given both flat and nested, with different values.
+        ConfigError: flat keys beside a ``representation`` that is not a mapping.
     """
     data = dict(options or {})
     flat = {key: data.pop(key) for key in SETTING_FIELDS if key in data}
     if not flat:
         return data
-    nested = data.get(SETTINGS_KEY)
-    if nested is None:
-        data[SETTINGS_KEY] = flat
-        return data
+    nested = data.get(SETTINGS_KEY) or {}
     if not isinstance(nested, Mapping):
         raise bad_value(
             SETTINGS_KEY, nested, f"give {sorted(flat)} inside {SETTINGS_KEY}: or only flat"
         )
-    for key, value in flat.items():
-        if key in nested and nested[key] != value:
-            raise bad_value(
-                key,
-                value,
-                f"it is also given as {SETTINGS_KEY}.{key}={nested[key]!r}: give it once "
-                f"(e.g. --set {SETTINGS_KEY}.{key}=... over a saved run's config)",
-            )
     data[SETTINGS_KEY] = {**nested, **flat}
     return data
 
