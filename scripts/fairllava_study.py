@@ -177,12 +177,13 @@ def run_one(
     eval_data = args.eval_data or data_dir
     test = load_samples(eval_data, "test", limit=args.test_limit)
     metrics = evaluate(result.adapter, test)
+    from fairvlm.representation import RepresentationSettings
     from fairvlm.training.methods import ProbeSpec
     from fairvlm.training.run import probe_trained
 
     # one probe for every method, on the layer FairLLaVA regularises by default (depth
     # 0.5, image tokens), mean-pooled: it sees what any token there carries
-    spec = ProbeSpec(0.5, "image", "mean", True, [ATTRIBUTE])
+    spec = ProbeSpec(RepresentationSettings(0.5, "image", "mean", True), [ATTRIBUTE])
     probe = probe_trained(
         result.adapter, test[: args.probe_limit], _space(result.out_dir), spec, seed
     )

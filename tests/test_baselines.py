@@ -17,6 +17,7 @@ from fairvlm.mitigation.baselines import (
     group_weights,
     reverse_gradient,
 )
+from fairvlm.representation import RepresentationSettings
 from fairvlm.training import train
 
 
@@ -120,7 +121,11 @@ def test_adversary_pushes_the_backbone_away_from_the_attribute(tiny_llava, tmp_p
     vlm = load_vlm(tiny_llava)
     model = apply_lora(vlm, LoraSettings(r=4, alpha=8, dropout=0.0))
     space = AttributeSpace.from_samples(samples)
-    cfg = AdversarialConfig(lambdas={"skin_tone": 1.0}, pooling="mean", head_scale=10.0)
+    cfg = AdversarialConfig(
+        lambdas={"skin_tone": 1.0},
+        representation=RepresentationSettings(pooling="mean"),
+        head_scale=10.0,
+    )
     term = AdversarialTerm(cfg, space, vlm.hidden_size)
     term.attach(vlm)
     args = TrainingArguments(

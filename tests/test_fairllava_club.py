@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fairvlm.mitigation.fairllava import CLUBHead, club_mi, detached_call, head_ce, smooth_abs
+from fairvlm.mitigation.fairllava import detached_call, smooth_abs
+from fairvlm.representation import CLUBHead, club_mi, head_ce
 
 
 def _log_softmax_rows(logits):

@@ -7,7 +7,8 @@ from training_support import group_samples, train_cfg
 
 from fairvlm.cli import main
 from fairvlm.errors import ConfigError
-from fairvlm.mitigation.fairllava import PRESETS, FairLLaVAConfig, layer_entry
+from fairvlm.mitigation.fairllava import PRESETS, FairLLaVAConfig
+from fairvlm.representation import layer_entry
 from fairvlm.training import train
 
 
@@ -40,8 +41,9 @@ def test_presets_are_the_published_settings_and_rename_maps_attributes():
         }
     )
     assert cfg.lambdas == {"age_group": 0.6, "sex": 0.3, "skin_tone": 0.2}
-    assert (cfg.w_club, cfg.fairness_lambda, cfg.depth, cfg.tokens) == (1.0, 1.0, 0.5, "image")
-    assert (cfg.pooling, cfg.normalise, cfg.head_scale, cfg.head_updates) == (
+    rep = cfg.representation
+    assert (cfg.w_club, cfg.fairness_lambda, rep.depth, rep.tokens) == (1.0, 1.0, 0.5, "image")
+    assert (rep.pooling, rep.normalise, cfg.head_scale, cfg.head_updates) == (
         "random",
         True,
         1.0,
@@ -49,7 +51,7 @@ def test_presets_are_the_published_settings_and_rename_maps_attributes():
     )
     ham = FairLLaVAConfig.from_dict({"preset": "ham10000", "rename": {"age": "age_group"}})
     assert ham.lambdas == {"age_group": 0.4, "sex": 0.15}
-    assert (ham.w_club, ham.fairness_lambda, ham.depth) == (0.2, 0.5, 0.8)
+    assert (ham.w_club, ham.fairness_lambda, ham.representation.depth) == (0.2, 0.5, 0.8)
     assert PRESETS["mimic_cxr"]["lambdas"]["age"] == 0.6
     with pytest.raises(ConfigError, match="rename.ethnicity"):
         FairLLaVAConfig.from_dict({"preset": "mimic_cxr", "rename": {"ethnicity": "race"}})

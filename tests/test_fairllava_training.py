@@ -10,14 +10,9 @@ import torch
 from training_support import TINY_LORA, group_samples, train_cfg
 from transformers import TrainerCallback, TrainingArguments
 
-from fairvlm.mitigation.fairllava import (
-    FOOLED,
-    FairLLaVAConfig,
-    FairLLaVATerm,
-    LayerReader,
-    fit_probe,
-)
+from fairvlm.mitigation.fairllava import FairLLaVAConfig, FairLLaVATerm
 from fairvlm.models import load_vlm
+from fairvlm.representation import FOOLED, LayerReader, RepresentationSettings, fit_probe
 from fairvlm.training import (
     AttributeSpace,
     FairTrainer,
@@ -33,7 +28,7 @@ def _setup(tiny_llava, tmp_path, samples, **cfg_fields):
     vlm = load_vlm(tiny_llava)
     model = apply_lora(vlm, LoraSettings(**TINY_LORA))
     space = AttributeSpace.from_samples(samples)
-    cfg = FairLLaVAConfig(**{"lambdas": {"skin_tone": 1.0, "sex": 1.0}, **cfg_fields})
+    cfg = FairLLaVAConfig.from_dict({"lambdas": {"skin_tone": 1.0, "sex": 1.0}, **cfg_fields})
     term = FairLLaVATerm(cfg, space, vlm.hidden_size)
     term.attach(vlm)
     args = TrainingArguments(
@@ -70,7 +65,9 @@ def test_hook_reads_the_same_layer_as_hidden_states(tiny_llava):
     vlm = load_vlm(tiny_llava)
     samples = group_samples(3)
     batch = vlm.collate(samples)
-    reader = LayerReader(depth=0.5, tokens="image", pooling="mean", normalise=False)
+    reader = LayerReader(
+        RepresentationSettings(depth=0.5, tokens="image", pooling="mean", normalise=False)
+    )
     reader.attach(vlm)
     assert _reader_hooks(vlm) == 1
     reader.prepare(batch)
@@ -124,7 +121,7 @@ def test_unknown_values_are_masked_from_that_attributes_terms(tiny_llava, tmp_pa
     trainer.compute_loss(model, dict(batch))
     logged = {k: v[0] for k, v in trainer.extra_logs.items()}
     # recompute by hand on the known samples only, same layer, same heads
-    reader = LayerReader(0.5, "image", "mean", True)
+    reader = LayerReader(RepresentationSettings(0.5, "image", "mean", True))
     reader.attach(vlm)
     reader.prepare(batch)
     with torch.no_grad():
@@ -244,14 +241,13 @@ def test_probe_warns_when_the_estimator_is_fooled(tiny_llava, tmp_path, capsys):
 def test_probe_flags_a_negative_club_estimate(tiny_llava):
     from sklearn.linear_model import LogisticRegression
 
-    from fairvlm.mitigation.fairllava import CLUBHead, run_probe
-    from fairvlm.mitigation.fairllava.probe import collect
+    from fairvlm.representation import CLUBHead, collect, run_probe
 
     vlm = load_vlm(tiny_llava)
     samples = group_samples(40, seed=1)
     space = AttributeSpace.from_samples(samples)
     y = AttributeSpace(values={"skin_tone": space.values["skin_tone"]}).encode(samples)[0][:, 0]
-    reader = LayerReader(0.5, "image", "mean", True)
+    reader = LayerReader(RepresentationSettings(0.5, "image", "mean", True))
     reader.attach(vlm)
     try:
         z, valid = collect(vlm, reader, samples)

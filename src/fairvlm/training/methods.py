@@ -19,21 +19,19 @@ from typing import Any
 
 from fairvlm.errors import bad_value
 from fairvlm.registry import TRAINING_METHODS, register_method
+from fairvlm.representation import RepresentationSettings
 
 
 @dataclass
 class ProbeSpec:
     """Which representation the post-training probe reads (and the heads to estimate MI with).
 
-    ``depth``, ``tokens``, ``pooling``, ``normalise`` as in ``FairLLaVAConfig``;
-    ``attributes`` to probe (``None``: every attribute with >= 2 values); ``heads``:
-    attribute -> trained head module whose CLUB estimate is reported beside the probe.
+    ``representation``: the z read, as in ``FairLLaVAConfig``; ``attributes`` to probe
+    (``None``: every attribute with >= 2 values); ``heads``: attribute -> trained head
+    module whose CLUB estimate is reported beside the probe.
     """
 
-    depth: float = 0.5
-    tokens: str = "image"
-    pooling: str = "random"
-    normalise: bool = True
+    representation: RepresentationSettings = field(default_factory=RepresentationSettings)
     attributes: list[str] | None = None
     heads: Mapping[str, Any] | None = None
 

@@ -48,7 +48,7 @@ class TrainResult:
     Attributes:
         out_dir: the output directory; ``method``: the method name.
         global_step: optimiser steps done; ``log_history``: the Trainer's logs.
-        probe: one dict per probed attribute (see ``fairvlm.mitigation.fairllava.ProbeResult``).
+        probe: one dict per probed attribute (see ``fairvlm.representation.ProbeResult``).
         trainable: names of the parameters that trained.
         adapter: the fine-tuned adapter, in memory (hooks and heads removed).
     """
@@ -355,12 +355,11 @@ def probe_trained(
     The CLUB estimate of ``spec.heads`` is reported beside each probe; a warning is
     printed when the estimator is being fooled.
     """
-    from fairvlm.mitigation.fairllava.probe import FOOLED, results_to_dict, run_probe
-    from fairvlm.mitigation.fairllava.representation import LayerReader
+    from fairvlm.representation import FOOLED, LayerReader, results_to_dict, run_probe
 
     attributes = spec.attributes or [a for a in space.names if space.size(a) >= 2]
     attributes = [a for a in attributes if a in space.values]
-    reader = LayerReader(spec.depth, spec.tokens, spec.pooling, spec.normalise)
+    reader = LayerReader(spec.representation)
     reader.attach(adapter)
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -1,7 +1,7 @@
 """Adversarial debiasing baseline: an attribute classifier behind a gradient reversal layer.
 
 The classifier reads the same representation as FairLLaVA (one decoder layer through a
-hook, same token mode and pooling). It minimises its cross-entropy; the reversal layer
+hook, the same :class:`~fairvlm.representation.RepresentationSettings`). It minimises its cross-entropy; the reversal layer
 flips the gradient that reaches the backbone, which therefore maximises it (Ganin &
 Lempitsky 2015). ``L = CE_LM + weight * sum_a lambda_a * CE(head_a(GRL(z)), a)``.
 """
@@ -17,9 +17,15 @@ from torch import nn
 
 from fairvlm.config import Config
 from fairvlm.errors import bad_value
-from fairvlm.mitigation.fairllava.club import CLUBHead, head_accuracy, head_ce
-from fairvlm.mitigation.fairllava.loss import attribute_targets
-from fairvlm.mitigation.fairllava.representation import POOLINGS, TOKEN_MODES, LayerReader
+from fairvlm.representation import (
+    CLUBHead,
+    LayerReader,
+    RepresentationSettings,
+    attribute_targets,
+    head_accuracy,
+    head_ce,
+    nest_settings,
+)
 from fairvlm.training.dataset import AttributeSpace
 from fairvlm.training.trainer import LossTerm, TermInputs, TermOutput
 
@@ -38,6 +44,7 @@ class GradientReversal(torch.autograd.Function):
 
 
 def reverse_gradient(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """``x`` forward; its gradient times ``-scale`` backward."""
     return GradientReversal.apply(x, scale)
 
 
@@ -49,17 +56,15 @@ class AdversarialConfig(Config):
         lambdas: attribute -> weight of its adversary's CE (every one must be in the data).
         weight: overall weight of the adversarial term.
         grl_scale: the reversal layer's gradient multiplier on the backbone side.
-        depth, tokens, pooling, normalise: the representation, as in ``FairLLaVAConfig``.
+        representation: the z the adversaries read, as in ``FairLLaVAConfig`` (the
+            options take its fields flat too: ``depth: 0.8``).
         head_width: 0 = linear adversary, > 0 = MLP width; head_scale: logit scale.
     """
 
     lambdas: dict[str, float] = field(default_factory=dict)
     weight: float = 1.0
     grl_scale: float = 1.0
-    depth: float = 0.5
-    tokens: str = "image"
-    pooling: str = "random"
-    normalise: bool = True
+    representation: RepresentationSettings = field(default_factory=RepresentationSettings)
     head_width: int = 0
     head_scale: float = 1.0
 
@@ -78,12 +83,6 @@ class AdversarialConfig(Config):
             raise bad_value("weight", self.weight, "use a value >= 0")
         if not self.grl_scale >= 0:
             raise bad_value("grl_scale", self.grl_scale, "use a value >= 0")
-        if not 0.0 < float(self.depth) <= 1.0:
-            raise bad_value("depth", self.depth, "use a relative depth in (0, 1], e.g. 0.5")
-        if self.tokens not in TOKEN_MODES:
-            raise bad_value("tokens", self.tokens, f"use one of {TOKEN_MODES}")
-        if self.pooling not in POOLINGS:
-            raise bad_value("pooling", self.pooling, f"use one of {POOLINGS}")
         if not isinstance(self.head_width, int) or self.head_width < 0:
             raise bad_value("head_width", self.head_width, "use 0 (linear) or a positive width")
         if not self.head_scale > 0:
@@ -91,7 +90,14 @@ class AdversarialConfig(Config):
 
     @property
     def attributes(self) -> list[str]:
+        """The attributes named in ``lambdas``."""
         return list(self.lambdas)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None = None, **kwargs: Any) -> AdversarialConfig:
+        """From YAML/CLI options, the representation settings flat or nested
+        (:func:`fairvlm.representation.nest_settings`); ``kwargs`` as ``Config.from_dict``."""
+        return super().from_dict(nest_settings(data), **kwargs)
 
 
 class AdversarialTerm(LossTerm):
@@ -102,7 +108,7 @@ class AdversarialTerm(LossTerm):
     def __init__(self, config: AdversarialConfig, space: AttributeSpace, hidden_size: int) -> None:
         super().__init__()
         self.config, self.space = config, space
-        self.reader = LayerReader(config.depth, config.tokens, config.pooling, config.normalise)
+        self.reader = LayerReader(config.representation)
         self.heads = nn.ModuleDict(
             {
                 a: CLUBHead(hidden_size, space.size(a), config.head_width, config.head_scale)
@@ -125,7 +131,7 @@ class AdversarialTerm(LossTerm):
         total = z.sum() * 0.0
         logs: dict[str, Any] = {}
         for name, head in self.heads.items():
-            targets = attribute_targets(inputs, self.space, name, valid)
+            targets = attribute_targets(inputs.attributes, self.space.names, name, valid)
             logits = head(reversed_z)
             ce = head_ce(logits, targets)
             total = total + self.config.lambdas[name] * ce

@@ -11,8 +11,8 @@ from fairvlm.mitigation.baselines.groups import (
     group_keys,
     group_weights,
 )
-from fairvlm.mitigation.fairllava.config import check_attributes
 from fairvlm.registry import register_method
+from fairvlm.representation import check_attributes
 from fairvlm.training.methods import Method, MethodContext, MethodSetup, ProbeSpec
 
 
@@ -46,7 +46,7 @@ def _build_resample(ctx: MethodContext) -> MethodSetup:
 def _build_adversarial(ctx: MethodContext) -> MethodSetup:
     cfg: AdversarialConfig = ctx.config
     term = AdversarialTerm(cfg, ctx.space, ctx.adapter.hidden_size)
-    probe = ProbeSpec(cfg.depth, cfg.tokens, cfg.pooling, cfg.normalise, cfg.attributes)
+    probe = ProbeSpec(cfg.representation, cfg.attributes)
     return MethodSetup(terms=[term], probe=probe)
 
 

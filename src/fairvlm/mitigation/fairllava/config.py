@@ -10,9 +10,14 @@ from typing import Any
 
 from fairvlm.config import Config
 from fairvlm.errors import ConfigError, bad_value
-from fairvlm.mitigation.fairllava.representation import POOLINGS, TOKEN_MODES
+from fairvlm.representation import (
+    RepresentationSettings,
+    check_attributes,
+    nest_settings,
+)
 
-#: Published settings (METHODS.md section 1), attribute names as in the papers' data.
+#: Published settings (METHODS.md section 1), attribute names as in the papers' data;
+#: the representation settings flat, as users write them.
 PRESETS: dict[str, dict[str, Any]] = {
     "mimic_cxr": {
         "lambdas": {"age": 0.6, "sex": 0.1, "race": 0.2},
@@ -40,10 +45,8 @@ class FairLLaVAConfig(Config):
         lambdas: attribute -> lambda_a (its MI penalty weight; 0 = monitor only: the head
             trains and MI is logged, no penalty). Every attribute named must be in the data.
         fairness_lambda, w_club, w_ce: the weights of the total loss (published: 1, 1, 1).
-        depth: relative depth of the regularised layer in (0, 1] (published 0.5 / 0.8).
-        tokens: positions z comes from: ``image`` (published), ``text``, ``all``.
-        pooling: ``random`` (one random position per sample, published) or ``mean``.
-        normalise: L2-normalise z (published: yes).
+        representation: the regularised z (layer depth, tokens, pooling, normalise);
+            :meth:`from_dict` also takes its fields flat (``depth: 0.8``).
         head_scale: multiplies the head's logits (variant; 1 = published). On normalised
             z a plain Linear has tiny logits and learns slowly; a scale lets it learn.
         head_updates: head updates per training step (variant; 1 = published, the update
@@ -61,10 +64,7 @@ class FairLLaVAConfig(Config):
     fairness_lambda: float = 1.0
     w_club: float = 1.0
     w_ce: float = 1.0
-    depth: float = 0.5
-    tokens: str = "image"
-    pooling: str = "random"
-    normalise: bool = True
+    representation: RepresentationSettings = field(default_factory=RepresentationSettings)
     head_scale: float = 1.0
     head_updates: int = 1
     head_lr: float = 0.1
@@ -86,14 +86,6 @@ class FairLLaVAConfig(Config):
         for name in ("fairness_lambda", "w_club", "w_ce", "head_lr"):
             if not float(getattr(self, name)) >= 0:
                 raise bad_value(name, getattr(self, name), "use a value >= 0")
-        if not 0.0 < float(self.depth) <= 1.0:
-            raise bad_value(
-                "depth", self.depth, "use a relative depth in (0, 1], e.g. 0.5 (middle layer)"
-            )
-        if self.tokens not in TOKEN_MODES:
-            raise bad_value("tokens", self.tokens, f"use one of {TOKEN_MODES}")
-        if self.pooling not in POOLINGS:
-            raise bad_value("pooling", self.pooling, f"use one of {POOLINGS}")
         if not self.head_scale > 0:
             raise bad_value(
                 "head_scale", self.head_scale, "use a positive logit scale (1 = published)"
@@ -111,12 +103,15 @@ class FairLLaVAConfig(Config):
 
     @property
     def attributes(self) -> list[str]:
+        """The attributes named in ``lambdas``."""
         return list(self.lambdas)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None = None, **kwargs: Any) -> FairLLaVAConfig:
         """From YAML/CLI options; ``preset`` (+ ``rename``) first, then the other keys.
 
+        The representation settings may be flat (``depth: 0.8``) or nested
+        (``representation: {depth: 0.8}``, as a run's ``config.yaml`` has them).
         ``rename`` maps the preset's attribute names onto the data's, e.g.
         ``{race: skin_tone, age: age_group}``; ``lambdas`` given with a preset update
         (not replace) the preset's. ``kwargs`` as :meth:`fairvlm.config.Config.from_dict`.
@@ -133,10 +128,10 @@ class FairLLaVAConfig(Config):
                     rename,
                     "rename applies to a preset: also set preset=mimic_cxr or ham10000",
                 )
-            return super().from_dict(data, **kwargs)
+            return super().from_dict(nest_settings(data), **kwargs)
         if preset not in PRESETS:
             raise bad_value("preset", preset, f"use one of {sorted(PRESETS)}")
-        merged = copy.deepcopy(PRESETS[preset])
+        merged = nest_settings(copy.deepcopy(PRESETS[preset]))
         unknown = sorted(set(rename) - set(merged["lambdas"]))
         if unknown:
             raise bad_value(
@@ -146,6 +141,10 @@ class FairLLaVAConfig(Config):
             )
         merged["lambdas"] = {rename.get(k, k): v for k, v in merged["lambdas"].items()}
         merged["lambdas"].update(data.pop("lambdas", None) or {})
+        data = nest_settings(data)
+        given = data.get("representation")
+        if isinstance(given, Mapping):  # update (not replace) the preset's settings
+            data["representation"] = {**merged["representation"], **given}
         merged.update(data)
         return super().from_dict(merged, **kwargs)
 
@@ -156,25 +155,4 @@ class FairLLaVAConfig(Config):
             raise ConfigError(
                 f"conditional=True needs a categorical target with >= 2 values; the data has "
                 f"{len(labels)} usable target values: set conditional=false"
-            )
-
-
-def check_attributes(names: Sequence[str], samples: Sequence[Any], field_name: str) -> None:
-    """Every attribute in ``names`` is in the samples with at least two known values.
-
-    Raises:
-        ConfigError: naming the attribute, what the data has and the fix.
-    """
-    present = sorted({k for s in samples for k in s.attributes})
-    for name in names:
-        if name not in present:
-            raise ConfigError(
-                f"{field_name}: attribute {name!r} is not in the data (its attributes: "
-                f"{', '.join(present) or 'none'}): name one of those, or use rename with a preset"
-            )
-        values = sorted({s.attributes.get(name) for s in samples} - {None})
-        if len(values) < 2:
-            raise ConfigError(
-                f"{field_name}: attribute {name!r} has {len(values)} known value(s) in the training "
-                f"data ({values}); MI with a constant is 0: drop it or use data with >= 2 groups"
             )

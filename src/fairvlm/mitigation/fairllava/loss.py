@@ -18,9 +18,15 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from fairvlm.mitigation.fairllava.club import CLUBHead, club_mi, head_accuracy, head_ce
 from fairvlm.mitigation.fairllava.config import FairLLaVAConfig
-from fairvlm.mitigation.fairllava.representation import LayerReader
+from fairvlm.representation import (
+    CLUBHead,
+    LayerReader,
+    attribute_targets,
+    club_mi,
+    head_accuracy,
+    head_ce,
+)
 from fairvlm.training.dataset import AttributeSpace
 from fairvlm.training.trainer import LossTerm, TermInputs, TermOutput
 
@@ -39,17 +45,8 @@ def detached_call(module: nn.Module, *args: Any) -> torch.Tensor:
     return functional_call(module, params, args)
 
 
-def attribute_targets(
-    inputs: TermInputs, space: AttributeSpace, name: str, valid: torch.Tensor
-) -> torch.Tensor:
-    """``[B]`` value indices of attribute ``name``; ``-1`` where unknown or z is invalid."""
-    targets = inputs.attributes[:, space.names.index(name)].clone()
-    targets[~valid.to(targets.device)] = -1
-    return targets
-
-
 class FairLLaVATerm(LossTerm):
-    """CLUB heads + MI penalty on the layer chosen by ``config.depth``."""
+    """CLUB heads + MI penalty on the layer chosen by ``config.representation``."""
 
     name = "fairllava"
 
@@ -57,7 +54,7 @@ class FairLLaVATerm(LossTerm):
         super().__init__()
         self.config = config
         self.space = space
-        self.reader = LayerReader(config.depth, config.tokens, config.pooling, config.normalise)
+        self.reader = LayerReader(config.representation)
         n_labels = len(space.labels) if config.conditional else 1
         self.heads = nn.ModuleDict(
             {
@@ -111,7 +108,7 @@ class FairLLaVATerm(LossTerm):
         club_ce = z.sum() * 0.0
         logs: dict[str, Any] = {}
         for name, head in self.heads.items():
-            targets = attribute_targets(inputs, self.space, name, valid)
+            targets = attribute_targets(inputs.attributes, self.space.names, name, valid)
             if cfg.head_updates > 1 and self.training:
                 self._extra_head_updates(head, z_detached, targets, labels)
             mi = club_mi(detached_call(head, z, labels), targets, labels)

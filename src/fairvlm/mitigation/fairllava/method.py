@@ -18,9 +18,7 @@ def _check(config: FairLLaVAConfig, samples: list[Any]) -> None:
 def _build(ctx: MethodContext) -> MethodSetup:
     cfg: FairLLaVAConfig = ctx.config
     term = FairLLaVATerm(cfg, ctx.space, ctx.adapter.hidden_size)
-    probe = ProbeSpec(
-        cfg.depth, cfg.tokens, cfg.pooling, cfg.normalise, cfg.attributes, heads=term.heads
-    )
+    probe = ProbeSpec(cfg.representation, cfg.attributes, heads=term.heads)
     return MethodSetup(terms=[term], lm_weight=cfg.w_ce, probe=probe)
 
 

@@ -2,7 +2,13 @@
 activations or from one FGSM step, applied with forward hooks on the decoder layers
 during (batched) generation."""
 
-from fairvlm.mitigation.steering.activations import POOLINGS, pool, record_layers, resolve_layers
+from fairvlm.mitigation.steering.activations import (
+    READ_POSITIONS,
+    pool_positions,
+    position_mask,
+    record_layers,
+    resolve_layers,
+)
 from fairvlm.mitigation.steering.apply import SteeringHandle, StepTracker, steer
 from fairvlm.mitigation.steering.contrastive import (
     AGGREGATORS,
@@ -28,8 +34,8 @@ __all__ = [
     "FILTERS",
     "GRADIENT_POSITIONS",
     "OPERATORS",
-    "POOLINGS",
     "POSITIONS",
+    "READ_POSITIONS",
     "TARGETS",
     "ContrastiveConfig",
     "GradientConfig",
@@ -40,7 +46,8 @@ __all__ = [
     "build_contrastive",
     "build_gradient",
     "is_vector_file",
-    "pool",
+    "pool_positions",
+    "position_mask",
     "read_activations",
     "record_layers",
     "resolve_layers",

@@ -1,7 +1,8 @@
 """Reading decoder-layer activations with forward hooks, and pooling them over positions.
 
 Shared by the builders (contrastive, gradient) and by checks on steered models. One hook
-per layer instead of ``output_hidden_states=True``, which would keep every layer.
+per layer instead of ``output_hidden_states=True``, which would keep every layer. The
+pooling is :func:`fairvlm.representation.pool`; this module says which positions.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from typing import Any
 import torch
 
 from fairvlm.errors import DataError, ModelError, bad_value
+from fairvlm.representation import pool
 
-#: How a sequence of hidden states is pooled into one vector per sample.
-POOLINGS = ("last_prompt", "image_mean", "prompt_mean", "answer_mean")
+#: Where a sequence of hidden states is read, one vector per sample.
+READ_POSITIONS = ("last_prompt", "image_mean", "prompt_mean", "answer_mean")
+#: What each position reads, for the message of a row that has none.
+_KINDS = dict(zip(READ_POSITIONS, ("prompt", "image", "prompt", "answer"), strict=True))
 
 
 def resolve_layers(
@@ -68,7 +72,43 @@ def record_layers(adapter: Any, layers: Sequence[int]) -> Iterator[dict[int, lis
             h.remove()
 
 
-def pool(
+def position_mask(
+    batch: Any, how: str, adapter: Any, answer_tokens: int | None = None
+) -> torch.Tensor:
+    """``[B, T]`` bool: the positions ``how`` names (see :func:`pool_positions`)."""
+    if how not in READ_POSITIONS:
+        raise bad_value("position", how, f"use one of {list(READ_POSITIONS)}")
+    if how == "image_mean":
+        return adapter.image_token_mask(batch)
+    labels = batch.get("labels") if hasattr(batch, "get") else None
+    attention = batch["attention_mask"].bool()
+    width = attention.shape[1]
+    if labels is not None:
+        answer = labels != -100
+        first = torch.where(
+            answer.any(1),
+            answer.int().argmax(1),
+            torch.full_like(answer[:, 0], width, dtype=torch.long),
+        )
+    else:
+        answer = torch.zeros_like(attention)
+        first = torch.full((attention.shape[0],), width, dtype=torch.long, device=attention.device)
+    positions = torch.arange(width, device=attention.device)[None, :]
+    if how in ("last_prompt", "prompt_mean"):
+        # left-padded: the prompt's last position is the one before the answer's first
+        return attention & (positions < first[:, None])
+    if labels is None:
+        raise bad_value(
+            "position", how, "needs samples with targets (the answer is read)", DataError
+        )
+    mask = torch.zeros_like(answer)
+    mask[:, :-1] = answer[:, 1:]  # the state at p predicts the token at p + 1
+    if answer_tokens is not None:
+        mask &= positions < (first[:, None] - 1 + answer_tokens)
+    return mask
+
+
+def pool_positions(
     hidden: torch.Tensor, batch: Any, how: str, adapter: Any, answer_tokens: int | None = None
 ) -> torch.Tensor:
     """``[B, T, H]`` -> ``[B, H]`` (float32) over the positions ``how`` names.
@@ -83,48 +123,15 @@ def pool(
     Raises:
         DataError: a row has no position of the kind (no image token, no answer).
     """
-    if how not in POOLINGS:
-        raise bad_value("position", how, f"use one of {list(POOLINGS)}")
-    hidden = hidden.float()
-    n_rows, width = hidden.shape[:2]
-    labels = batch.get("labels") if hasattr(batch, "get") else None
-    attention = batch["attention_mask"].bool()
-    if labels is not None:
-        answer = labels != -100
-        first = torch.where(
-            answer.any(1),
-            answer.int().argmax(1),
-            torch.full_like(answer[:, 0], width, dtype=torch.long),
+    mask = position_mask(batch, how, adapter, answer_tokens)
+    # float32 before pooling: steering vectors are means of float32 activations
+    z, valid = pool(hidden.float(), mask, "last" if how == "last_prompt" else "mean")
+    if not bool(valid.all()):
+        row = int((~valid).nonzero()[0])
+        raise DataError(
+            f"row {row} of the batch has no {_KINDS[how]} token to pool over (position={how!r})"
         )
-    else:
-        answer = torch.zeros_like(attention)
-        first = torch.full((n_rows,), width, dtype=torch.long, device=attention.device)
-    positions = torch.arange(width, device=attention.device)[None, :]
-    if how == "last_prompt":
-        idx = (first - 1).clamp(min=0).to(hidden.device)
-        return hidden[torch.arange(n_rows, device=hidden.device), idx]
-    if how == "image_mean":
-        mask = adapter.image_token_mask(batch)
-        kind = "image token"
-    elif how == "prompt_mean":
-        mask = attention & (positions < first[:, None])
-        kind = "prompt token"
-    else:
-        if labels is None:
-            raise bad_value(
-                "position", how, "needs samples with targets (the answer is read)", DataError
-            )
-        mask = torch.zeros_like(answer)
-        mask[:, :-1] = answer[:, 1:]  # the state at p predicts the token at p + 1
-        if answer_tokens is not None:
-            mask &= positions < (first[:, None] - 1 + answer_tokens)
-        kind = "answer token"
-    mask = mask.to(hidden.device)
-    counts = mask.sum(1)
-    if (counts == 0).any():
-        row = int((counts == 0).nonzero()[0])
-        raise DataError(f"row {row} of the batch has no {kind} to pool over (position={how!r})")
-    return (hidden * mask[..., None].float()).sum(1) / counts[:, None].float()
+    return z
 
 
-__all__ = ["POOLINGS", "pool", "record_layers", "resolve_layers"]
+__all__ = ["READ_POSITIONS", "pool_positions", "position_mask", "record_layers", "resolve_layers"]

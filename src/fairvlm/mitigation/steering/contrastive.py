@@ -25,7 +25,12 @@ import torch
 from fairvlm.config import Config, check_positive_int, is_int
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, bad_value
-from fairvlm.mitigation.steering.activations import POOLINGS, pool, record_layers, resolve_layers
+from fairvlm.mitigation.steering.activations import (
+    READ_POSITIONS,
+    pool_positions,
+    record_layers,
+    resolve_layers,
+)
 from fairvlm.mitigation.steering.common import (
     check_layers_field,
     chunks,
@@ -81,8 +86,8 @@ class ContrastiveConfig(Config):
 
     def validate(self) -> None:
         check_layers_field(self.layers)
-        if self.position not in POOLINGS:
-            raise bad_value("position", self.position, f"use one of {list(POOLINGS)}")
+        if self.position not in READ_POSITIONS:
+            raise bad_value("position", self.position, f"use one of {list(READ_POSITIONS)}")
         if self.aggregator not in AGGREGATORS:
             raise bad_value("aggregator", self.aggregator, f"use one of {list(AGGREGATORS)}")
         for name in ("biased", "neutral"):
@@ -178,7 +183,7 @@ def read_activations(
         with record_layers(adapter, layers) as rec, torch.inference_mode():
             adapter.model(**inputs, use_cache=False, logits_to_keep=1)
         for layer in layers:
-            pooled = pool(rec[layer][-1], batch, position, adapter, answer_tokens)
+            pooled = pool_positions(rec[layer][-1], batch, position, adapter, answer_tokens)
             out[layer].append(pooled.cpu())
     return {layer: torch.cat(parts) for layer, parts in out.items()}
 

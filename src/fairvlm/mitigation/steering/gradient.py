@@ -27,7 +27,7 @@ import torch
 from fairvlm.config import Config, check_positive_int, is_int
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, ModelError, bad_value
-from fairvlm.mitigation.steering.activations import pool, record_layers, resolve_layers
+from fairvlm.mitigation.steering.activations import pool_positions, record_layers, resolve_layers
 from fairvlm.mitigation.steering.common import (
     check_layers_field,
     load_samples_of,
@@ -274,7 +274,7 @@ def _read(
                 pos = start + n_prefix - 1
                 pooled[layer] = hidden[0, pos].float()
             else:
-                pooled[layer] = pool(hidden, batch, cfg.positions, adapter)[0]
+                pooled[layer] = pool_positions(hidden, batch, cfg.positions, adapter)[0]
     return pooled, None if swap is not None else captured.detach().clone()
 
 

@@ -1,7 +1,7 @@
 """The diagnostic the CLUB estimate needs: a fresh linear probe on the regularised layer.
 
-After training, z is read (same layer, tokens, pooling and normalisation as training) on
-held-out samples; for each attribute a new ``sklearn`` logistic regression is fitted on
+After training, z is read (same :class:`~fairvlm.representation.RepresentationSettings`
+as training) on held-out samples; for each attribute a new ``sklearn`` logistic regression is fitted on
 one half and scored on the other. A CLUB estimate near zero while the probe decodes the
 attribute far above chance means the backbone fooled its head instead of removing the
 information: the report then says "the estimator is being fooled". A clearly negative
@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from fairvlm.mitigation.fairllava.club import club_mi
-from fairvlm.mitigation.fairllava.representation import LayerReader
-from fairvlm.training.dataset import AttributeSpace
+from fairvlm.data.schema import Sample
+from fairvlm.representation.heads import club_mi
+from fairvlm.representation.reader import LayerReader
 
 #: The warning printed and stored when the estimate and the probe disagree.
 FOOLED = "the estimator is being fooled"
@@ -55,7 +55,11 @@ class ProbeResult:
 
 @torch.no_grad()
 def collect(
-    adapter: Any, reader: LayerReader, samples: Sequence[Any], batch_size: int = 16, seed: int = 0
+    adapter: Any,
+    reader: LayerReader,
+    samples: Sequence[Sample],
+    batch_size: int = 16,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(z [N, H], valid [N])`` on ``samples`` (eval mode, seeded token draws)."""
     model = adapter.model
@@ -107,8 +111,8 @@ def fit_probe(z: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float
 def run_probe(
     adapter: Any,
     reader: LayerReader,
-    samples: Sequence[Any],
-    space: AttributeSpace,
+    samples: Sequence[Sample],
+    space: Any,
     attributes: Sequence[str],
     heads: Mapping[str, torch.nn.Module] | None = None,
     *,
@@ -123,10 +127,12 @@ def run_probe(
     ``fooled`` = ``club_mi < mi_tol`` (nats: near zero, or negative, which an upper-bound
     estimate of a mutual information should never be) and balanced probe accuracy above
     ``1/K + margin``. Attributes with fewer than 2 known values in ``samples`` are skipped.
+    ``space`` holds the vocabularies (a ``fairvlm.training.AttributeSpace``).
     """
     z, valid = collect(adapter, reader, list(samples), batch_size=batch_size, seed=seed)
-    attrs, label_idx = AttributeSpace(
-        values={a: space.values[a] for a in attributes}, labels=list(labels)
+    # the caller's space, narrowed to the probed attributes (its class lives above this package)
+    attrs, label_idx = replace(
+        space, values={a: space.values[a] for a in attributes}, labels=list(labels)
     ).encode(list(samples))
     results = []
     for j, name in enumerate(attributes):
@@ -164,10 +170,16 @@ def run_probe(
                 stacklevel=2,
             )
         results.append(
-            ProbeResult(name, acc, bal, chance, 1.0 / k, mi, n_fit, n_score, fooled, reader.pooling)
+            ProbeResult(
+                name, acc, bal, chance, 1.0 / k, mi, n_fit, n_score, fooled, reader.settings.pooling
+            )
         )
     return results
 
 
 def results_to_dict(results: Sequence[ProbeResult]) -> list[dict[str, Any]]:
+    """The results as plain dicts (what ``probe.json`` holds)."""
     return [asdict(r) for r in results]
+
+
+__all__ = ["FOOLED", "ProbeResult", "collect", "fit_probe", "results_to_dict", "run_probe"]

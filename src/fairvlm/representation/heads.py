@@ -1,4 +1,5 @@
-"""CLUB for categorical attributes (Cheng et al. 2020), as FairLLaVA uses it.
+"""Attribute heads on z: CLUB for categorical attributes (Cheng et al. 2020), as
+FairLLaVA uses it, and the heads' cross-entropy and accuracy (the adversary's too).
 
 With a variational head ``q(a | z)`` giving ``logits_i = head(z_i)`` and
 ``L[i, j] = log q(a_j | z_i) = -CE(logits_i, a_j)``::
@@ -91,6 +92,7 @@ class CLUBHead(nn.Module):
             self.net = nn.Linear(hidden, out)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, K]`` logits of ``z [B, H]`` (of each sample's label row when conditional)."""
         logits = self.net(z) * self.scale
         if self.n_labels == 1:
             return logits
@@ -99,3 +101,6 @@ class CLUBHead(nn.Module):
             labels.clamp(min=0) if labels is not None else torch.zeros(z.shape[0], dtype=torch.long)
         )
         return logits[torch.arange(z.shape[0], device=z.device), rows.to(z.device)]
+
+
+__all__ = ["CLUBHead", "club_matrix", "club_mi", "head_accuracy", "head_ce"]

@@ -1,4 +1,4 @@
-"""The representation z that FairLLaVA regularises: one decoder layer, read by a hook.
+"""The layer reader: one decoder layer's hidden states, read by a forward hook.
 
 ``hidden_states[int(n_entries * depth)]`` of the original, where ``hidden_states`` has
 ``n_layers + 1`` entries (the embeddings, then each layer's output), is read with a
@@ -14,25 +14,23 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from fairvlm.errors import bad_value
-
-TOKEN_MODES = ("image", "text", "all")
-POOLINGS = ("random", "mean")
+from fairvlm.representation.pooling import pool
+from fairvlm.representation.settings import RepresentationSettings, check_depth, check_tokens
 
 
 def layer_entry(num_layers: int, depth: float) -> int:
-    """The ``hidden_states`` entry FairLLaVA reads: ``int((num_layers + 1) * depth)``, at most ``num_layers``."""
-    if not 0.0 < depth <= 1.0:
-        raise bad_value("depth", depth, "use a relative depth in (0, 1], e.g. 0.5 (middle)")
+    """The ``hidden_states`` entry read at ``depth``: ``int((num_layers + 1) * depth)``,
+    at most ``num_layers``."""
+    check_depth(depth)
     return min(int((num_layers + 1) * depth), num_layers)
 
 
 def token_mask(
     batch: Mapping[str, torch.Tensor], image_mask: torch.Tensor, mode: str
 ) -> torch.Tensor:
-    """``[B, T]`` bool: the positions z may come from (padding never)."""
+    """``[B, T]`` bool: the positions z may come from under token ``mode`` (padding never)."""
+    check_tokens(mode)
     attention = batch.get("attention_mask")
     valid = (
         attention.bool() if attention is not None else torch.ones_like(image_mask, dtype=torch.bool)
@@ -41,51 +39,18 @@ def token_mask(
         return image_mask & valid
     if mode == "text":
         return ~image_mask & valid
-    if mode == "all":
-        return valid
-    raise bad_value("tokens", mode, f"use one of {TOKEN_MODES}")
-
-
-def pool(
-    hidden: torch.Tensor, mask: torch.Tensor, pooling: str, normalise: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(z [B, H], valid [B])`` from ``hidden [B, T, H]`` and ``mask [B, T]``.
-
-    ``random``: one position per sample drawn uniformly from its mask (torch's global
-    RNG, so the Trainer's seeding and checkpointed RNG state make it reproducible);
-    ``mean``: the mean over the mask. Samples with an empty mask are not ``valid``.
-    """
-    mask = mask.to(hidden.device)
-    valid = mask.any(dim=1)
-    if pooling == "random":
-        scores = torch.rand(mask.shape, device=hidden.device).masked_fill(~mask, -1.0)
-        pos = scores.argmax(dim=1)
-        z = hidden[torch.arange(hidden.shape[0], device=hidden.device), pos]
-    elif pooling == "mean":
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        z = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-    else:
-        raise bad_value("pooling", pooling, f"use one of {POOLINGS}")
-    z = z.float()
-    if normalise:
-        z = F.normalize(z, dim=-1)
-    return z, valid
+    return valid
 
 
 class LayerReader:
-    """Reads z from one decoder layer through a forward hook.
+    """Reads z, as ``settings`` define it, from one decoder layer through a forward hook.
 
     Use: ``attach(adapter)``, then for each batch ``prepare(batch)`` before the forward
     pass and ``read()`` after it; ``remove()`` when done.
     """
 
-    def __init__(self, depth: float, tokens: str, pooling: str, normalise: bool) -> None:
-        if tokens not in TOKEN_MODES:
-            raise bad_value("tokens", tokens, f"use one of {TOKEN_MODES}")
-        if pooling not in POOLINGS:
-            raise bad_value("pooling", pooling, f"use one of {POOLINGS}")
-        layer_entry(1, depth)  # validates depth
-        self.depth, self.tokens, self.pooling, self.normalise = depth, tokens, pooling, normalise
+    def __init__(self, settings: RepresentationSettings) -> None:
+        self.settings = settings
         self.entry: int | None = None
         self._handle: Any = None
         self._adapter: Any = None
@@ -96,7 +61,7 @@ class LayerReader:
         """Hook the layer at ``depth`` of ``adapter.decoder_layers``."""
         self.remove()
         layers = adapter.decoder_layers
-        self.entry = layer_entry(len(layers), self.depth)
+        self.entry = layer_entry(len(layers), self.settings.depth)
         self._adapter = adapter
         if self.entry == 0:
             self._handle = layers[0].register_forward_pre_hook(self._pre_hook, with_kwargs=True)
@@ -104,6 +69,7 @@ class LayerReader:
             self._handle = layers[self.entry - 1].register_forward_hook(self._hook)
 
     def remove(self) -> None:
+        """Take the hook off (safe to call when none is on)."""
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
@@ -111,6 +77,7 @@ class LayerReader:
 
     @property
     def attached(self) -> bool:
+        """Whether the hook is on a layer."""
         return self._handle is not None
 
     def _hook(self, module: Any, args: Any, output: Any) -> None:
@@ -123,7 +90,7 @@ class LayerReader:
         """Compute the token mask of the coming forward pass."""
         self._hidden = None
         image = self._adapter.image_token_mask(batch)
-        self._mask = token_mask(batch, image, self.tokens)
+        self._mask = token_mask(batch, image, self.settings.tokens)
 
     def read(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z [B, H], valid [B])`` of the last forward pass."""
@@ -138,4 +105,7 @@ class LayerReader:
                 f"batch has {tuple(mask.shape)}: this family changes the sequence inside the model"
             )
         self._hidden = None  # do not keep activations alive between steps
-        return pool(hidden, mask, self.pooling, self.normalise)
+        return pool(hidden, mask, self.settings.pooling, self.settings.normalise)
+
+
+__all__ = ["LayerReader", "layer_entry", "token_mask"]

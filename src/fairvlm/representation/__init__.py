@@ -1,0 +1,51 @@
+"""The representation z that fairness methods read and probe: one decoder layer's hidden
+states at chosen positions, pooled; the attribute heads on it; the linear probe.
+
+It sits below ``fairvlm.training`` and ``fairvlm.mitigation`` (FairLLaVA, the adversarial
+baseline, the post-training probe and steering all use it) and imports neither.
+"""
+
+from fairvlm.representation.attributes import attribute_targets, check_attributes
+from fairvlm.representation.heads import CLUBHead, club_matrix, club_mi, head_accuracy, head_ce
+from fairvlm.representation.pooling import pool
+from fairvlm.representation.probe import (
+    FOOLED,
+    ProbeResult,
+    collect,
+    fit_probe,
+    results_to_dict,
+    run_probe,
+)
+from fairvlm.representation.reader import LayerReader, layer_entry, token_mask
+from fairvlm.representation.settings import (
+    POOLINGS,
+    SETTING_FIELDS,
+    TOKEN_MODES,
+    RepresentationSettings,
+    nest_settings,
+)
+
+__all__ = [
+    "FOOLED",
+    "POOLINGS",
+    "SETTING_FIELDS",
+    "TOKEN_MODES",
+    "CLUBHead",
+    "LayerReader",
+    "ProbeResult",
+    "RepresentationSettings",
+    "attribute_targets",
+    "check_attributes",
+    "club_matrix",
+    "club_mi",
+    "collect",
+    "fit_probe",
+    "head_accuracy",
+    "head_ce",
+    "layer_entry",
+    "nest_settings",
+    "pool",
+    "results_to_dict",
+    "run_probe",
+    "token_mask",
+]
