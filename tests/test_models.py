@@ -10,7 +10,7 @@ import torch
 
 from fairvlm.data.schema import Sample
 from fairvlm.errors import ConfigError, DataError, ModelError
-from fairvlm.models import SUPPORTED_FAMILIES, build_tiny_vlm, load_vlm
+from fairvlm.models import build_tiny_vlm, load_vlm, supported_families
 from fairvlm.models.loading import parse_device, parse_dtype
 from fairvlm.models.scoring import answer_logprobs, normalise_options
 
@@ -25,7 +25,7 @@ def test_unsupported_architecture_names_the_supported_families(tmp_path):
         load_vlm(tmp_path)
     msg = str(err.value)
     assert "'llama'" in msg
-    for family in SUPPORTED_FAMILIES:
+    for family in supported_families():
         assert family in msg
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fairvlm.models import SUPPORTED_FAMILIES, load_vlm
+from fairvlm.models import load_vlm, supported_families
 
-FAMILIES = list(SUPPORTED_FAMILIES)
+FAMILIES = list(supported_families())
 
 
 @pytest.fixture(params=FAMILIES)

@@ -7,7 +7,7 @@ import torch
 
 from fairvlm.errors import ConfigError, ModelError
 from fairvlm.mitigation.steering import SteeringVector, record_layers
-from fairvlm.models import SUPPORTED_FAMILIES
+from fairvlm.models import supported_families
 
 
 def _vector(vlm, layers=(1,), seed=0, norm=4.0) -> SteeringVector:
@@ -278,7 +278,7 @@ def test_batched_equals_per_sample(tiny_vlm, make_samples, operator, positions):
     assert batched != vlm.generate(samples, max_new_tokens=5)
 
 
-@pytest.mark.parametrize("family", SUPPORTED_FAMILIES)
+@pytest.mark.parametrize("family", supported_families())
 def test_every_family(tiny_vlm, make_samples, family):
     vlm = tiny_vlm(family)
     samples = make_samples(3)

@@ -11,11 +11,11 @@ import warnings
 import pytest
 import torch
 
-from fairvlm.models import SUPPORTED_FAMILIES
+from fairvlm.models import supported_families
 from fairvlm.upstream_warnings import UNAVOIDABLE, filter_unavoidable
 
 
-@pytest.mark.parametrize("family", SUPPORTED_FAMILIES)
+@pytest.mark.parametrize("family", supported_families())
 def test_decoder_layers_take_and_return_the_residual_stream(tiny_vlm, make_samples, family):
     """The hooks of steering, FairLLaVA's reader and record_layers assume: the decoder
     blocks are ``get_decoder().layers``; each is called once per forward step with the

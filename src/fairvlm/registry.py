@@ -119,7 +119,7 @@ STEERING_BUILDERS: Registry[Any] = Registry(
     "steering builder", "builder", ("fairvlm.mitigation.steering.builders",)
 )
 AUDIT_TASKS: Registry[Any] = Registry("audit task", "task", ("fairvlm.audit.tasks",))
-FAMILIES: Registry[Any] = Registry("VLM family", "family", ("fairvlm.models.families",))
+FAMILIES: Registry[Any] = Registry("VLM family", "family", ("fairvlm.models.builtin_families",))
 
 
 def register_method(method: Any, *, replace: bool = False) -> Any:

@@ -99,47 +99,32 @@ def _steering(args: argparse.Namespace):
     from pathlib import Path
 
     from fairvlm.errors import ConfigError, bad_value
+    from fairvlm.mitigation.steering import SteeringVector
+    from fairvlm.mitigation.steering.settings import SteerSettings
 
-    extra = {
-        k: v
-        for k, v in (
-            ("scale", args.steer_scale),
-            ("operator", args.steer_operator),
-            ("positions", args.steer_positions),
-        )
-        if v is not None
+    given = {
+        "scale": args.steer_scale,
+        "operator": args.steer_operator,
+        "positions": args.steer_positions,
     }
+    given = {k: v for k, v in given.items() if v is not None}
     if args.steer is None:
-        if extra:
-            raise bad_value(
-                "--steer-" + next(iter(extra)), next(iter(extra.values())), "give --steer VEC too"
-            )
+        if given:
+            key = next(iter(given))
+            raise bad_value(f"--steer-{key}", given[key], "give --steer VEC too")
         return None
+    settings = SteerSettings.from_dict(given, prefix="--steer-")
     if not Path(args.steer).is_file():
         raise bad_value("--steer", args.steer, "give an existing .safetensors steering vector")
-    import importlib
-
     try:
-        steering = importlib.import_module("fairvlm.mitigation.steering")
-    except ModuleNotFoundError as exc:
-        if not (exc.name and "fairvlm.mitigation.steering".startswith(exc.name)):
-            raise
-        steering = None
-    vector_class = getattr(steering, "SteeringVector", None)
-    if vector_class is None:
-        raise ConfigError(
-            "--steer needs fairvlm.mitigation.steering.SteeringVector (test-time steering), "
-            "which this fairvlm does not have; audit without --steer"
-        )
-    try:
-        vector = vector_class.load(args.steer)
+        vector = SteeringVector.load(args.steer)
     except Exception as exc:  # any reader failure is a bad --steer file, reported as such
         if isinstance(exc, ConfigError):
             raise
         raise bad_value(
             "--steer", args.steer, f"it cannot be read as a steering vector ({exc})"
         ) from exc
-    return vector, extra
+    return vector, settings.kwargs()
 
 
 def _relaunch_args(args: argparse.Namespace) -> list[str]:
@@ -201,16 +186,10 @@ def _print_summary(out) -> None:
     import json
 
     from fairvlm.audit import METRICS_FILE, RECORDS_FILE
+    from fairvlm.commands.metrics import format_table
 
     metrics = json.loads((out / METRICS_FILE).read_text())
-    try:
-        from fairvlm.commands.metrics import format_table
-    except ImportError:  # the metrics command is optional: fall back to overall values
-        for task, entry in metrics["tasks"].items():
-            for name, m in entry["metrics"].items():
-                print(f"{task:<9} {name:<24} {m.get('overall')}")
-    else:
-        print(format_table(metrics))
+    print(format_table(metrics))
     n = sum(entry["n"] for entry in metrics["tasks"].values())
     failed = sum(entry.get("n_failed", 0) for entry in metrics["tasks"].values())
     note = f", {failed} failed: see their error column" if failed else ""

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print each family with its ``config.model_type`` and transformers classes."""
-    from fairvlm.models.families import FAMILIES
+    from fairvlm.registry import FAMILIES
 
     rows = [
         {
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
             "image_processor": spec.image_processor_class,
             "prompt_format": "chat template" if spec.chat else "prefix/suffix",
         }
-        for spec in FAMILIES.values()
+        for spec in FAMILIES
     ]
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -1,18 +1,21 @@
 """Per-family specifics: detection, classes, prompt format and where the parts live.
 
 Everything that differs between the supported VLM families is data in one
-:class:`FamilySpec`; the adapter reads it and stays family-agnostic.
+:class:`FamilySpec`, registered in :data:`fairvlm.registry.FAMILIES` (the built-in seven
+in :mod:`fairvlm.models.builtin_families`); the adapter reads it and stays family-agnostic.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fairvlm.errors import ModelError
+from fairvlm.registry import FAMILIES, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class FamilySpec:
         chat: ``False`` for prefix/suffix models without a chat template (PaliGemma).
         video_workaround: the processor class requires a video processor, which needs
             torchvision; fairvlm builds it without one (see :func:`processor_class`).
+        tiny: ``(TinyConfig, corpus) -> (config, processor)`` of a tiny random model of
+            the family (``fairvlm tiny``); ``None``: the family has none.
     """
 
     name: str
@@ -43,111 +48,43 @@ class FamilySpec:
     nested_images: bool = False
     chat: bool = True
     video_workaround: bool = False
+    tiny: Callable[..., tuple[Any, Any]] | None = None
 
 
-FAMILIES: dict[str, FamilySpec] = {
-    spec.name: spec
-    for spec in (
-        FamilySpec(
-            "llava",
-            "llava",
-            "LlavaForConditionalGeneration",
-            "LlavaProcessor",
-            "CLIPImageProcessorPil",
-            "multi_modal_projector",
-        ),
-        FamilySpec(
-            "llava_next",
-            "llava_next",
-            "LlavaNextForConditionalGeneration",
-            "LlavaNextProcessor",
-            "LlavaNextImageProcessorPil",
-            "multi_modal_projector",
-        ),
-        FamilySpec(
-            "qwen2_vl",
-            "qwen2_vl",
-            "Qwen2VLForConditionalGeneration",
-            "Qwen2VLProcessor",
-            "Qwen2VLImageProcessorPil",
-            "visual.merger",
-            end_token="<|im_end|>",
-            video_workaround=True,
-        ),
-        FamilySpec(
-            "qwen2_5_vl",
-            "qwen2_5_vl",
-            "Qwen2_5_VLForConditionalGeneration",
-            "Qwen2_5_VLProcessor",
-            "Qwen2VLImageProcessorPil",
-            "visual.merger",
-            end_token="<|im_end|>",
-            video_workaround=True,
-        ),
-        FamilySpec(
-            "idefics3",
-            "idefics3",
-            "Idefics3ForConditionalGeneration",
-            "Idefics3Processor",
-            "Idefics3ImageProcessorPil",
-            "connector",
-            end_token="<end_of_utterance>",
-            nested_images=True,
-        ),
-        FamilySpec(
-            "smolvlm",
-            "smolvlm",
-            "SmolVLMForConditionalGeneration",
-            "SmolVLMProcessor",
-            "SmolVLMImageProcessorPil",
-            "connector",
-            end_token="<end_of_utterance>",
-            nested_images=True,
-            video_workaround=True,
-        ),
-        FamilySpec(
-            "paligemma",
-            "paligemma",
-            "PaliGemmaForConditionalGeneration",
-            "PaliGemmaProcessor",
-            "SiglipImageProcessorPil",
-            "multi_modal_projector",
-            chat=False,
-        ),
-    )
-}
-
-#: The families fairvlm supports, in the order ``fairvlm models`` prints them.
-SUPPORTED_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
+def supported_families() -> list[str]:
+    """The registered families, in the order ``fairvlm models`` prints them."""
+    return FAMILIES.names()
 
 
 def get_family(name: str) -> FamilySpec:
     """The spec of a family by its fairvlm name.
 
     Raises:
-        ModelError: the name is not a supported family (the message lists them).
+        ModelError: the name is not a registered family (the message lists them).
     """
     if name not in FAMILIES:
+        names = FAMILIES.names()
         raise ModelError(
-            f"family={name!r} is not supported: use one of {', '.join(SUPPORTED_FAMILIES)}"
+            f"family={name!r} is not supported{did_you_mean(name, names)}: use one of "
+            f"{', '.join(names)}, or register it (register_family, see docs/extending.md)"
         )
-    return FAMILIES[name]
+    return FAMILIES.get(name)
 
 
 def detect_family(config: Any) -> FamilySpec:
     """The family of a checkpoint from its ``config.model_type``.
 
     Raises:
-        ModelError: the architecture is not one of the supported families.
+        ModelError: the architecture is not one of the registered families.
     """
     model_type = getattr(config, "model_type", None)
-    for spec in FAMILIES.values():
+    for spec in FAMILIES:
         if spec.model_type == model_type:
             return spec
     arch = ", ".join(getattr(config, "architectures", None) or []) or "unknown"
     raise ModelError(
         f"model_type={model_type!r} (architectures: {arch}) is not a supported VLM family: "
-        f"fairvlm supports {', '.join(SUPPORTED_FAMILIES)}"
+        f"fairvlm supports {', '.join(FAMILIES.names())}"
     )
 
 

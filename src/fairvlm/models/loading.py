@@ -109,9 +109,9 @@ def load_vlm(
     from transformers import AutoConfig
 
     from fairvlm.models.families import (
-        SUPPORTED_FAMILIES,
         detect_family,
         load_processor,
+        supported_families,
         transformers_class,
     )
 
@@ -125,7 +125,7 @@ def load_vlm(
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"path={src!r} cannot be loaded as a transformers checkpoint ({exc}); fairvlm "
-            f"supports {', '.join(SUPPORTED_FAMILIES)}"
+            f"supports {', '.join(supported_families())}"
         ) from exc
     spec = detect_family(config)
     model_cls = transformers_class(spec.model_class)

@@ -8,114 +8,15 @@ downloading 7B weights.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from fairvlm.config import Config, is_int
 from fairvlm.errors import bad_value
 from fairvlm.models.families import get_family
+from fairvlm.models.tiny_configs import DEFAULT_CORPUS, TinyConfig
 
 if TYPE_CHECKING:
     from fairvlm.models.adapter import VLMAdapter
-
-#: Text the tokenizer is trained on when no corpus is given: short VQA-style English.
-DEFAULT_CORPUS: tuple[str, ...] = (
-    "What is shown in the image? Describe the image.",
-    "Is this person a doctor? Is this person a nurse? Is this person a teacher?",
-    "yes no maybe unknown. The answer is yes. The answer is no.",
-    "What is the diagnosis? The lesion is benign. The lesion is malignant.",
-    "A photo of a person with light skin. A photo of a person with dark skin.",
-    "a man a woman a child an old person a young person standing in a room",
-    "The skin shows a round lesion with a dark border and an irregular shape.",
-    "red green blue yellow brown black white gray pink orange purple",
-    "one two three four five six seven eight nine ten",
-    "kind friendly smart honest lazy rude careful reliable educated",
-)
-
-
-@dataclass
-class TinyConfig(Config):
-    """Sizes of a tiny model (validated; hidden sizes must divide by the head count)."""
-
-    hidden_size: int = 32
-    num_layers: int = 2
-    num_heads: int = 4
-    vision_hidden_size: int = 32
-    vision_layers: int = 2
-    image_size: int = 32
-    patch_size: int = 8
-    vocab_size: int = 512
-    seed: int = 0
-
-    def validate(self) -> None:
-        for name in (
-            "hidden_size",
-            "num_layers",
-            "num_heads",
-            "vision_hidden_size",
-            "vision_layers",
-            "image_size",
-            "patch_size",
-        ):
-            value = getattr(self, name)
-            if not is_int(value) or value < 1:
-                raise bad_value(name, value, "use a positive integer")
-        for name in ("hidden_size", "vision_hidden_size"):
-            if getattr(self, name) % self.num_heads:
-                raise bad_value(
-                    name, getattr(self, name), f"use a multiple of num_heads={self.num_heads}"
-                )
-        if self.image_size % self.patch_size:
-            raise bad_value(
-                "image_size", self.image_size, f"use a multiple of patch_size={self.patch_size}"
-            )
-        if self.vocab_size < 300:
-            raise bad_value(
-                "vocab_size", self.vocab_size, "use >= 300 (256 byte symbols + specials)"
-            )
-
-    @property
-    def intermediate_size(self) -> int:
-        return 2 * self.hidden_size
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
-
-
-def train_tokenizer(
-    corpus: Iterable[str],
-    special_tokens: list[str],
-    *,
-    vocab_size: int = 512,
-    bos: str | None = None,
-    eos: str | None = None,
-    pad: str | None = None,
-    unk: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Any:
-    """A byte-level BPE tokenizer trained on ``corpus`` with the ``tokenizers`` library.
-
-    Byte-level BPE encodes any text without unknown tokens, whatever the corpus was.
-    Returns a ``transformers`` fast tokenizer (saved as ``tokenizer.json``).
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special_tokens,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(list(corpus), trainer)
-    named = {"bos_token": bos, "eos_token": eos, "pad_token": pad, "unk_token": unk}
-    kwargs = {k: v for k, v in named.items() if v is not None}
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **kwargs, **(extra or {}))
 
 
 def build_tiny_vlm(
@@ -148,7 +49,6 @@ def build_tiny_vlm(
     from fairvlm.atomic import check_output_dir
     from fairvlm.models.adapter import VLMAdapter
     from fairvlm.models.families import transformers_class
-    from fairvlm.models.tiny_configs import BUILDERS
 
     spec = get_family(family)
     if out_dir is not None:
@@ -167,7 +67,9 @@ def build_tiny_vlm(
     texts = list(corpus) if corpus is not None else list(DEFAULT_CORPUS)
     if not texts:
         raise bad_value("corpus", texts, "give at least one text, or None for the default")
-    config, processor = BUILDERS[spec.name](cfg, texts)
+    if spec.tiny is None:
+        raise bad_value("family", family, "this family has no tiny builder (FamilySpec.tiny)")
+    config, processor = spec.tiny(cfg, texts)
     torch.manual_seed(seed)
     model = transformers_class(spec.model_class)(config).eval()
     tok = processor.tokenizer

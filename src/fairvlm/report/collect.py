@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from fairvlm.errors import DataError
+from fairvlm.registry import AUDIT_TASKS
 
 SUMMARY_FILE = "summary.json"
-#: Generation tasks whose outputs are shown side by side (first present wins).
-SAMPLE_TASKS = ("report", "describe", "vqa", "concept", "probe")
+#: Which tasks' outputs are shown side by side first (by ``AuditTask.kind``).
+_SHOWN_FIRST = ("open", "closed", "score")
 #: Trainer log keys that are bookkeeping, not curves.
 _SKIP_KEYS = {
     "step",
@@ -28,6 +29,14 @@ _SKIP_KEYS = {
     "train_loss",
 }
 _MI = re.compile(r"(^|[/_.])(mi|club)([/_.]|$)", re.IGNORECASE)
+
+
+def sample_tasks() -> list[str]:
+    """The tasks whose outputs the report shows, in order of preference (the first
+    present wins): open generation first, then closed answers, then scores."""
+    rank = {kind: i for i, kind in enumerate(_SHOWN_FIRST)}
+    tasks = sorted(AUDIT_TASKS, key=lambda t: rank.get(t.kind, len(rank)))
+    return [t.name for t in tasks]
 
 
 def resolve(run_dir: Path, rel: str | None) -> Path | None:
@@ -143,7 +152,7 @@ def pick_samples(
     of ``attribute`` for the first generation task present in the base records."""
     if records is None or len(records) == 0:
         return None, {}
-    task = next((t for t in SAMPLE_TASKS if (records["task"] == t).any()), None)
+    task = next((t for t in sample_tasks() if (records["task"] == t).any()), None)
     if task is None:
         return None, {}
     df = records[records["task"] == task].sort_values("sample_id")

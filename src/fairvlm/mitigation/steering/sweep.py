@@ -30,6 +30,7 @@ from fairvlm.atomic import (
 )
 from fairvlm.config import Config
 from fairvlm.errors import bad_value
+from fairvlm.registry import AUDIT_TASKS
 from fairvlm.mitigation.steering.vector import (
     SteeringVector,
     check_operator,
@@ -37,17 +38,15 @@ from fairvlm.mitigation.steering.vector import (
     check_scale,
 )
 
-#: The headline columns of the table (fairness first, then utility), when present.
 #: The kind in a sweep folder's marker (``fairvlm.atomic``).
 SWEEP_KIND = "sweep"
-HEADLINE = (
-    ("describe", "mention_rate"),
-    ("probe", "max_skew"),
-    ("probe", "min_skew"),
-    ("concept", "accuracy"),
-    ("vqa", "accuracy"),
-    ("describe", "sentiment"),
-)
+
+
+def headline() -> list[tuple[str, str]]:
+    """The table's headline columns, when present: every task's default fairness metrics,
+    then its utility ones (from the audit task registry)."""
+    fairness = [(t.name, m) for t in AUDIT_TASKS for m in t.fairness]
+    return fairness + [(t.name, m) for t in AUDIT_TASKS for m in t.utility]
 
 
 @dataclass
@@ -122,7 +121,7 @@ def _flatten(metrics: Mapping[str, Any]) -> dict[str, Any]:
 def _add_changes(rows: list[dict[str, Any]], base: dict[str, Any]) -> None:
     """Relative drop of fairness rates and absolute change of the other headline metrics."""
     for row in rows:
-        for task, name in HEADLINE:
+        for task, name in headline():
             key = f"{task}.{name}"
             if row.get(key) is None or base.get(key) is None:
                 continue
@@ -134,7 +133,7 @@ def _add_changes(rows: list[dict[str, Any]], base: dict[str, Any]) -> None:
 
 def _markdown(rows: list[dict[str, Any]]) -> str:
     cols = ["run", "layers", "scale"]
-    for task, name in HEADLINE:
+    for task, name in headline():
         key = f"{task}.{name}"
         if any(key in r for r in rows):
             cols.append(key)
@@ -281,4 +280,4 @@ def _sweep(
     return rows
 
 
-__all__ = ["HEADLINE", "SweepConfig", "parse_layer_sets", "run_sweep", "write_table"]
+__all__ = ["SWEEP_KIND", "headline", "SweepConfig", "parse_layer_sets", "run_sweep", "write_table"]
