@@ -30,13 +30,13 @@ from fairvlm.atomic import (
 )
 from fairvlm.config import Config
 from fairvlm.errors import bad_value
-from fairvlm.registry import AUDIT_TASKS
 from fairvlm.mitigation.steering.vector import (
     SteeringVector,
     check_operator,
     check_positions,
     check_scale,
 )
+from fairvlm.registry import AUDIT_TASKS
 
 #: The kind in a sweep folder's marker (``fairvlm.atomic``).
 SWEEP_KIND = "sweep"
