@@ -43,21 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Audit vision-language models for demographic and social bias, and remove it.",
     )
     parser.add_argument("--version", action="version", version=f"fairvlm {__version__}")
-    plugin = argparse.ArgumentParser(add_help=False)
-    plugin.add_argument(
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+        _add_plugin_flag(cmd, [])
+    return parser
+
+
+def _add_plugin_flag(parser: argparse.ArgumentParser, default: object) -> None:
+    """``--plugin MODULE`` on a command and on each of its actions (``steer build ...``);
+    the actions' flag has no default of its own, so it never hides the command's."""
+    parser.add_argument(
         "--plugin",
         action="append",
-        default=[],
+        default=default,
         metavar="MODULE",
         help="import MODULE first: it registers methods, builders, tasks or families "
         "(repeatable; see docs/extending.md)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text, parents=[plugin])
-        importlib.import_module(module).add_arguments(cmd)
-        cmd.set_defaults(_module=module)
-    return parser
+    for action in parser._actions:  # argparse keeps sub-parsers only there
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_plugin_flag(child, argparse.SUPPRESS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     filter_unavoidable()
     try:
-        load_plugins(args.plugin)
+        load_plugins(getattr(args, "plugin", []))
         return int(importlib.import_module(args._module).run(args) or 0)
     except FairVLMError as exc:
         print(f"fairvlm {args.command}: error: {exc}", file=sys.stderr)

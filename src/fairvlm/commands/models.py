@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
         {
             "family": spec.name,
             "model_type": spec.model_type,
-            "model_class": spec.model_class,
+            "model_class": getattr(spec.model_class, "__name__", spec.model_class),
             "processor_class": spec.processor_class,
             "image_processor": spec.image_processor_class,
             "prompt_format": "chat template" if spec.chat else "prefix/suffix",

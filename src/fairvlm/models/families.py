@@ -25,7 +25,8 @@ class FamilySpec:
     Attributes:
         name: the fairvlm family name (``fairvlm models`` lists them).
         model_type: ``config.model_type`` of its checkpoints.
-        model_class: the ``transformers`` class with the LM head.
+        model_class: the ``transformers`` class with the LM head (its name, or the class
+            itself for a model class outside ``transformers``, e.g. a plugin's).
         processor_class: the ``transformers`` processor class.
         image_processor_class: the PIL-backend image processor (no torchvision needed).
         projector_attr: attribute of the inner model holding the vision->text projector.
@@ -40,7 +41,7 @@ class FamilySpec:
 
     name: str
     model_type: str
-    model_class: str
+    model_class: str | type
     processor_class: str
     image_processor_class: str
     projector_attr: str
@@ -88,8 +89,10 @@ def detect_family(config: Any) -> FamilySpec:
     )
 
 
-def transformers_class(name: str) -> type:
-    """A class exported by ``transformers`` by name."""
+def transformers_class(name: str | type) -> type:
+    """A class exported by ``transformers`` by name (a class, e.g. a plugin's own, as it is)."""
+    if isinstance(name, type):
+        return name
     return getattr(importlib.import_module("transformers"), name)
 
 

@@ -65,10 +65,11 @@ def group_bars(
             v, ci = series[method].get(g, (None, None))
             v = np.nan if v is None else float(v)
             vals.append(v)
-            lo.append(v - ci[0] if ci and not np.isnan(v) else 0.0)
-            hi.append(ci[1] - v if ci and not np.isnan(v) else 0.0)
+            ci = ci if ci and None not in ci and not np.isnan(v) else None  # n_boot: 0 has none
+            lo.append(v - ci[0] if ci else 0.0)
+            hi.append(ci[1] - v if ci else 0.0)
         err = np.clip(np.array([lo, hi]), 0, None)
-        has_ci = any(series[method].get(g, (None, None))[1] for g in groups)
+        has_ci = bool(np.any(err))
         ax.bar(
             x + (i - (n - 1) / 2) * width,
             vals,
