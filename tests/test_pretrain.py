@@ -52,9 +52,14 @@ def test_config_validation_and_overrides():
     with pytest.raises(ConfigError, match="steps=0"):
         PretrainConfig(steps=0)
     with pytest.raises(ConfigError, match="hidden_size=30.*num_heads=4"):
-        PretrainConfig(hidden_size=30)
+        PretrainConfig.from_dict({"hidden_size": 30})
     with pytest.raises(ConfigError, match="stepz"):
         load_pretrain_config(["stepz=3"])
+    # the model's sizes are a nested TinyConfig, also settable flat; unset ones keep the
+    # base model's defaults
+    nested = load_pretrain_config(["model.hidden_size=128"]).model
+    assert nested == load_pretrain_config(["hidden_size=128"]).model
+    assert (nested.hidden_size, nested.patch_size, nested.image_size) == (128, 4, None)
     # fields that only change logging or checkpoint cadence keep the cache key
     a, b = PretrainConfig(progress=False), PretrainConfig(save_steps=7)
     assert a.cache_key("d") == b.cache_key("d") != PretrainConfig(seed=1).cache_key("d")

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a PretrainConfig field, e.g. --set steps=300 --set hidden_size=64",
+        help="a PretrainConfig field, e.g. --set steps=300 --set model.hidden_size=64",
     )
     parser.add_argument("--resume", action="store_true", help="continue an unfinished run in OUT")
 

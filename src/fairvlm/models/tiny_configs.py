@@ -34,14 +34,18 @@ DEFAULT_CORPUS: tuple[str, ...] = (
 
 @dataclass
 class TinyConfig(Config):
-    """Sizes of a tiny model (validated; hidden sizes must divide by the head count)."""
+    """Sizes of a tiny model (validated; hidden sizes must divide by the head count).
+
+    ``image_size`` ``None``: set by the caller before building (pretraining uses the
+    dataset's image size).
+    """
 
     hidden_size: int = 32
     num_layers: int = 2
     num_heads: int = 4
     vision_hidden_size: int = 32
     vision_layers: int = 2
-    image_size: int = 32
+    image_size: int | None = 32
     patch_size: int = 8
     vocab_size: int = 512
     seed: int = 0
@@ -53,7 +57,6 @@ class TinyConfig(Config):
             "num_heads",
             "vision_hidden_size",
             "vision_layers",
-            "image_size",
             "patch_size",
         ):
             value = getattr(self, name)
@@ -64,7 +67,9 @@ class TinyConfig(Config):
                 raise bad_value(
                     name, getattr(self, name), f"use a multiple of num_heads={self.num_heads}"
                 )
-        if self.image_size % self.patch_size:
+        if self.image_size is not None and (not is_int(self.image_size) or self.image_size < 1):
+            raise bad_value("image_size", self.image_size, "use a positive integer or null")
+        if self.image_size is not None and self.image_size % self.patch_size:
             raise bad_value(
                 "image_size", self.image_size, f"use a multiple of patch_size={self.patch_size}"
             )

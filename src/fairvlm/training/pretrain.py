@@ -25,19 +25,36 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fairvlm.atomic import atomic_write_text
 from fairvlm.config import Config, is_int
 from fairvlm.errors import ConfigError, DataError, bad_value
+from fairvlm.models.tiny_configs import TinyConfig
+from fairvlm.training.arguments import training_arguments
 from fairvlm.yamlpos import parse_yaml_value
 
 RECORD_FILE = "pretrain.json"
 CHECKPOINTS = "checkpoints"
 #: Fields that change how a run is shown or saved, not the model it produces.
 _NOT_IN_KEY = ("progress", "save_steps", "logging_steps")
+
+
+@dataclass
+class BaseModelSizes(TinyConfig):
+    """The benchmark base model's sizes: a :class:`~fairvlm.models.TinyConfig` with wider
+    layers and smaller patches; the image size is the dataset's (``None`` until then)."""
+
+    hidden_size: int = 64
+    vision_hidden_size: int = 64
+    patch_size: int = 4
+    image_size: int | None = None
+
+
+#: ``TinyConfig`` fields a user may write flat among the pretrain fields.
+_MODEL_FIELDS = tuple(f for f in TinyConfig.field_names() if f != "seed")
 
 
 @dataclass
@@ -51,10 +68,11 @@ class PretrainConfig(Config):
         seed: seeds the weights, the tokenizer-independent init and the data order.
         split: the dataset split to train on; ``tasks``: the tasks used (None = all).
         limit: use at most this many samples of the split (None = all).
-        hidden_size, num_layers, num_heads: the Llama language model.
-        vision_hidden_size, vision_layers, patch_size: the CLIP vision tower; the image
-            size is the dataset's.
-        vocab_size: size of the byte-level BPE vocabulary trained on the split's text.
+        model: the sizes of the LLaVA-architecture model (a
+            :class:`fairvlm.models.TinyConfig`: Llama language model, CLIP vision tower,
+            byte-level BPE vocabulary trained on the split's text); its image size is the
+            dataset's and its seed is ``seed``. Its fields may also be given flat
+            (``hidden_size: 128``).
         save_steps, logging_steps, progress: checkpoint / log cadence, progress bar.
         device: ``cpu`` / ``cuda`` / None (cuda when available).
     """
@@ -69,31 +87,14 @@ class PretrainConfig(Config):
     split: str = "train"
     tasks: list[str] | None = None
     limit: int | None = None
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    vision_hidden_size: int = 64
-    vision_layers: int = 2
-    patch_size: int = 4
-    vocab_size: int = 512
+    model: BaseModelSizes = field(default_factory=lambda: BaseModelSizes())
     save_steps: int = 200
     logging_steps: int = 20
     progress: bool = True
     device: str | None = None
 
     def validate(self) -> None:
-        for name in (
-            "steps",
-            "batch_size",
-            "hidden_size",
-            "num_layers",
-            "num_heads",
-            "vision_hidden_size",
-            "vision_layers",
-            "patch_size",
-            "save_steps",
-            "logging_steps",
-        ):
+        for name in ("steps", "batch_size", "save_steps", "logging_steps"):
             value = getattr(self, name)
             if not is_int(value) or value < 1:
                 raise bad_value(name, value, "use a positive integer")
@@ -110,13 +111,19 @@ class PretrainConfig(Config):
             raise bad_value("limit", self.limit, "use a positive integer or null for all")
         if self.tasks is not None and not self.tasks:
             raise bad_value("tasks", self.tasks, "name at least one task, or null for all")
-        for name in ("hidden_size", "vision_hidden_size"):
-            if getattr(self, name) % self.num_heads:
-                raise bad_value(
-                    name, getattr(self, name), f"use a multiple of num_heads={self.num_heads}"
-                )
-        if self.vocab_size < 300:
-            raise bad_value("vocab_size", self.vocab_size, "use >= 300")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None = None, **kwargs: Any) -> PretrainConfig:
+        """From a mapping; the model's sizes flat (``hidden_size: 128``) or under
+        ``model:``; ``kwargs`` as :meth:`fairvlm.config.Config.from_dict`."""
+        data = dict(data or {})
+        flat = {k: data.pop(k) for k in _MODEL_FIELDS if k in data}
+        if flat:
+            nested = data.get("model") or {}
+            if not isinstance(nested, Mapping):
+                raise bad_value("model", nested, f"give {sorted(flat)} inside model: or only flat")
+            data["model"] = {**nested, **flat}
+        return super().from_dict(data, **kwargs)
 
     def cache_key(self, data_fingerprint: str) -> str:
         """SHA-256 of the fields that determine the model, and of the data."""
@@ -126,14 +133,19 @@ class PretrainConfig(Config):
 
 
 def load_pretrain_config(overrides: Sequence[str] = ()) -> PretrainConfig:
-    """A config from ``key=value`` strings (``--set``; values parsed as YAML)."""
+    """A config from ``key=value`` strings (``--set``; values parsed as YAML; a dotted key
+    such as ``model.hidden_size=128`` sets a nested field)."""
 
     data: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             raise bad_value("--set", item, "write key=value, e.g. steps=300")
-        key, text = item.split("=", 1)
-        data[key.strip()] = parse_yaml_value(text, key.strip())
+        key, text = (part.strip() for part in item.split("=", 1))
+        *sections, name = key.split(".")
+        node = data
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = parse_yaml_value(text, key)
     return PretrainConfig.from_dict(data)
 
 
@@ -281,26 +293,16 @@ def pretrain(
         return out
     samples = _samples(data, cfg)
 
-    from transformers import TrainingArguments, set_seed
+    from transformers import set_seed
 
     from fairvlm.models import build_tiny_vlm
     from fairvlm.training.checkpoints import last_complete_checkpoint
     from fairvlm.training.dataset import AttributeSpace, SampleDataset, TrainCollator
 
     set_seed(cfg.seed)
-    adapter = build_tiny_vlm(
-        "llava",
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        num_heads=cfg.num_heads,
-        vision_hidden_size=cfg.vision_hidden_size,
-        vision_layers=cfg.vision_layers,
-        image_size=_image_size(samples, cfg.patch_size),
-        patch_size=cfg.patch_size,
-        corpus=_corpus(samples),
-        seed=cfg.seed,
-        vocab_size=cfg.vocab_size,
-    )
+    sizes = {**cfg.model.to_dict(), "seed": cfg.seed}
+    sizes["image_size"] = _image_size(samples, cfg.model.patch_size)
+    adapter = build_tiny_vlm("llava", corpus=_corpus(samples), **sizes)
     if cfg.device is not None:
         from fairvlm.models.loading import parse_device
 
@@ -319,27 +321,20 @@ def pretrain(
     ckpt_root = out / CHECKPOINTS
     ckpt = last_complete_checkpoint(ckpt_root) if state == "resume" else None
 
-    args = TrainingArguments(
-        output_dir=str(ckpt_root),
-        per_device_train_batch_size=cfg.batch_size,
-        max_steps=cfg.steps,
-        learning_rate=cfg.lr,
-        lr_scheduler_type="cosine",
-        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the steps
+    args = training_arguments(
+        ckpt_root,
+        batch_size=cfg.batch_size,
+        steps=cfg.steps,
+        lr=cfg.lr,
+        warmup_ratio=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         logging_steps=cfg.logging_steps,
-        save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=1,
         seed=cfg.seed,
-        data_seed=cfg.seed,
-        report_to="none",
-        remove_unused_columns=False,
-        disable_tqdm=not cfg.progress,
+        progress=cfg.progress,
         use_cpu=adapter.device.type == "cpu",
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
     )
     space = AttributeSpace.from_samples(samples)
     trainer = _trainer_class()(

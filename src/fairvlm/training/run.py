@@ -30,8 +30,10 @@ from fairvlm.atomic import (
     output_lock,
     write_marker,
 )
+from fairvlm.config import to_plain
 from fairvlm.errors import ConfigError
-from fairvlm.training.config import TrainConfig, load_train_config, to_plain
+from fairvlm.training.arguments import training_arguments
+from fairvlm.training.config import TrainConfig, load_train_config
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "training_log.jsonl"
@@ -125,34 +127,24 @@ def _check_out_dir(out: Path, record: dict[str, Any], resume: bool) -> str | Non
 
 
 def _training_arguments(cfg: TrainConfig, out: Path, use_cpu: bool) -> Any:
-    from transformers import TrainingArguments
-
-    return TrainingArguments(
-        output_dir=str(out / CHECKPOINTS),
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        max_steps=cfg.steps if cfg.steps is not None else -1,
-        num_train_epochs=cfg.epochs,
-        learning_rate=cfg.lr,
-        lr_scheduler_type=cfg.scheduler,
-        warmup_steps=cfg.warmup_ratio,
+    return training_arguments(
+        out / CHECKPOINTS,
+        batch_size=cfg.batch_size,
+        steps=cfg.steps,
+        lr=cfg.lr,
+        warmup_ratio=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         logging_steps=cfg.logging_steps,
-        save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         seed=cfg.seed,
-        data_seed=cfg.seed,
-        report_to="none",
-        remove_unused_columns=False,
-        disable_tqdm=not cfg.progress,
-        bf16=cfg.mixed_precision == "bf16",
-        fp16=cfg.mixed_precision == "fp16",
+        progress=cfg.progress,
         use_cpu=use_cpu,
-        ddp_find_unused_parameters=False,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
+        scheduler=cfg.scheduler,
+        grad_accum=cfg.grad_accum,
+        epochs=cfg.epochs,
+        mixed_precision=cfg.mixed_precision,
     )
 
 
