@@ -69,9 +69,7 @@ def run(args: argparse.Namespace) -> int:
         "n_boot": args.n_boot,
         "seed": args.seed,
         "k": args.k,
-        "attributes": [a.strip() for a in args.attributes.split(",") if a.strip()]
-        if args.attributes
-        else None,
+        "attributes": args.attributes,  # "a,b": the config splits it
     }
     cfg = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
     model = args.model if args.model is not None else (saved or {}).get("model")

@@ -118,12 +118,6 @@ def _sweep(args: argparse.Namespace) -> int:
     from fairvlm.mitigation.steering import SteeringVector
     from fairvlm.mitigation.steering.sweep import SweepConfig, parse_layer_sets, run_sweep
 
-    try:
-        scales = [float(s) for s in args.scales.split(",") if s.strip()]
-    except ValueError:
-        raise bad_value(
-            "--scales", args.scales, "give comma-separated numbers, e.g. 0,2,4"
-        ) from None
     audit: dict = {"tasks": args.tasks or "describe,concept"}
     for name in ("split", "limit", "batch_size"):
         if getattr(args, name) is not None:
@@ -132,12 +126,15 @@ def _sweep(args: argparse.Namespace) -> int:
         audit["metrics"] = {"n_boot": args.n_boot}
     if args.no_progress:
         audit["progress"] = False
-    cfg = SweepConfig(
-        scales=scales,
-        layers=parse_layer_sets(args.layers) if args.layers else None,
-        operator=args.operator,
-        positions=args.positions,
-        audit=audit,
+    cfg = SweepConfig.from_dict(
+        {
+            "scales": args.scales,
+            "layers": parse_layer_sets(args.layers) if args.layers else None,
+            "operator": args.operator,
+            "positions": args.positions,
+            "audit": audit,
+        },
+        prefix="--",
     )
     if not Path(args.vector).is_file():
         raise bad_value("--vector", args.vector, "give an existing .safetensors steering vector")

@@ -11,20 +11,11 @@ from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, bad_value
 
 
-def check_layers_field(value: Any) -> list[int] | None:
-    """A config's ``layers``: ``None`` (the middle layer), ints, or ``"1,2"``."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = [int(v) for v in value.split(",") if v.strip()]
-        except ValueError:
-            raise bad_value("layers", value, "give integer layer indices, e.g. [4, 8]") from None
-    if is_int(value):
-        value = [value]
-    if not isinstance(value, list | tuple) or not value or not all(is_int(v) for v in value):
+def check_layers_field(value: list[int] | None) -> None:
+    """Raise unless a config's ``layers`` (coerced by the config base) is ``None`` (the
+    middle layer) or a non-empty list of integer layer indices."""
+    if value is not None and (not value or not all(is_int(v) for v in value)):
         raise bad_value("layers", value, "give a non-empty list of integer layer indices, or null")
-    return list(value)
 
 
 def load_samples_of(data: Any, split: str) -> tuple[list[Sample], str]:
