@@ -20,7 +20,10 @@ HEADER = """\
 Generated from the argparse parsers by `scripts/gen_cli.py`; do not edit by hand. After
 changing a command's flags, regenerate it with
 
-    .venv/bin/python scripts/gen_cli.py
+<!-- not-run: rewrites docs/cli.md; tests/test_docs.py runs it with --check -->
+```bash
+.venv/bin/python scripts/gen_cli.py
+```
 
 (`--check` exits 1 when this file is out of date). Every command takes `-h`/`--help`.
 A bad flag, config or input is reported as `fairvlm COMMAND: error: ...` with exit
