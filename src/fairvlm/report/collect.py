@@ -62,6 +62,16 @@ def load_summary(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def fmt_value(v: float | None, ci: list[float] | None = None, digits: int = 3) -> str:
+    """``0.812 [0.780, 0.840]`` (``-`` when missing)."""
+    if v is None:
+        return "-"
+    text = f"{v:.{digits}f}"
+    if ci:
+        text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    return text
+
+
 def load_metrics(run_dir: Path, row: Mapping[str, Any]) -> dict[str, Any]:
     """The metrics.json of a row's audit ({} when missing)."""
     folder = resolve(run_dir, row.get("audit"))
