@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fairvlm.data import load_dataset
 from fairvlm.errors import DataError
 from fairvlm.registry import AUDIT_TASKS
 
@@ -179,7 +180,6 @@ def sample_images(data_dir: Path | None, split: str, ids: set[str]) -> dict[str,
     """sample id -> PIL image, read from the study's dataset (empty when unavailable)."""
     if not data_dir or not ids or not data_dir.is_dir():
         return {}
-    from fairvlm.data import load_dataset
 
     try:
         ds = load_dataset(data_dir)[split]
