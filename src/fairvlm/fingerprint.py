@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from fairvlm.data.storage import encode_image
+
 #: Files up to this size are hashed whole (adapters, tiny models, configs).
 FULL_HASH_BYTES = 64 * 2**20
 #: Blocks of a large file that its fingerprint reads, evenly spread.
@@ -69,8 +71,6 @@ def hash_samples(h: Any, samples: Iterable[Any], *, pixels: bool = False) -> Non
     """Feed each sample into ``h``: every field but the image, then the image, as its
     decoded pixels (``pixels``: equal digests mean identical images, however encoded)
     or, cheaper, its stored bytes."""
-    from fairvlm.data.storage import encode_image
-
     for s in samples:
         record = {f.name: getattr(s, f.name) for f in dataclasses.fields(s) if f.name != "image"}
         h.update(json.dumps(record, sort_keys=True, default=str).encode())

@@ -11,6 +11,7 @@ from typing import Any
 from fairvlm.audit.config import AuditConfig
 from fairvlm.audit.tasks import AuditTask, make_task
 from fairvlm.data.schema import Sample
+from fairvlm.data.storage import dataset_metadata, load_samples, samples_from_dataset
 from fairvlm.errors import DataError, bad_value
 from fairvlm.registry import AUDIT_TASKS
 
@@ -60,8 +61,6 @@ def load_split(data: Any, split: str) -> tuple[list[Sample], str]:
     ``data`` is a dataset folder (``save_dataset``), a ``datasets.DatasetDict`` or a
     sequence of :class:`Sample` (taken as they are).
     """
-    from fairvlm.data.storage import dataset_metadata, load_samples, samples_from_dataset
-
     if isinstance(data, str | Path):
         if not Path(data).exists():
             raise bad_value(

@@ -37,6 +37,7 @@ from fairvlm.audit.sharding import process_state, shard
 from fairvlm.audit.store import ATTR_PREFIX, RecordStore
 from fairvlm.errors import ConfigError, DataError, bad_value
 from fairvlm.fingerprint import folder_fingerprint, samples_fingerprint
+from fairvlm.metrics import compute_metrics, write_metrics
 
 CONFIG_FILE = "config.yaml"
 AUDIT_KIND = "audit"
@@ -129,8 +130,6 @@ def run_audit(
         state.wait_for_everyone()
 
         if state.is_main_process:
-            from fairvlm.metrics import compute_metrics, write_metrics
-
             table = store.compact(plan.order())
             metrics = compute_metrics(
                 table.to_pandas(), model=model_label, data=plan.data_label, config=cfg.metrics
@@ -237,6 +236,8 @@ def _resolve_model(model: Any, adapter: Any, dtype: Any, device: Any, state: Any
                 "adapter", str(adapter), "give it to load_vlm, or pass the model path instead"
             )
         return model
+    # start-up: fairvlm.models imports torch (~2.5 s); fairvlm.audit is imported without a
+    # model whenever a dataset is checked (the AUDIT_TASKS registry loads audit.tasks)
     from fairvlm.models import load_vlm
 
     if device is None and state.num_processes > 1:

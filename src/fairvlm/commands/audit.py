@@ -70,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace):
 
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.audit import AuditConfig
     from fairvlm.yamlpos import read_yaml_mapping
 
@@ -98,6 +99,7 @@ def _steering(args: argparse.Namespace):
     """``(vector, apply kwargs)`` from the --steer flags, or None."""
     from pathlib import Path
 
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.errors import ConfigError, bad_value
     from fairvlm.mitigation.steering import SteeringVector
     from fairvlm.mitigation.steering.settings import SteerSettings
@@ -150,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.atomic import check_output_dir, output_lock
     from fairvlm.audit import plan_audit, run_audit
     from fairvlm.audit.runner import AUDIT_KIND
@@ -185,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
 def _print_summary(out) -> None:
     import json
 
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.audit import METRICS_FILE, RECORDS_FILE
     from fairvlm.commands.metrics import format_table
 

@@ -65,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def reader_options(reader, pairs: list[str]) -> dict:
     """``key=value`` strings -> keyword arguments typed like the reader's defaults."""
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.errors import ConfigError, bad_value
 
     params = {
@@ -95,6 +96,7 @@ def reader_options(reader, pairs: list[str]) -> dict:
 
 
 def _import(args: argparse.Namespace) -> int:
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.data.readers import get_reader, import_dataset
     from fairvlm.data.storage import dataset_metadata
     from fairvlm.errors import bad_value
@@ -117,6 +119,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.data.jsonl import write_jsonl
     from fairvlm.data.llava_json import write_llava_json
     from fairvlm.data.storage import load_dataset, samples_from_dataset
@@ -135,6 +138,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.data.summary import format_summary, summarize_dataset
 
     summary = summarize_dataset(args.data)
@@ -143,6 +147,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.synth import synthesize
 
     out = synthesize(args.bench, args.out, list(args.overrides))

@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="append", default=[], metavar="STAGE", help="as in `fairvlm run`"
     )
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.commands.run import add_worker_flags
 
     add_worker_flags(parser)
@@ -35,12 +36,14 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.experiment.demo import demo_experiment_path
 
     with demo_experiment_path(args.quick) as path:
         if args.show_config:
             print(path.read_text(), end="")
             return 0
+        # start-up: command modules import only the standard library (fast `fairvlm --help`)
         from fairvlm.experiment import run_experiment
 
         result = run_experiment(

@@ -53,6 +53,7 @@ def model_info(vlm: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model and print its structure."""
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.models import load_vlm
 
     vlm = load_vlm(

@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.metrics import MetricsConfig, compute_metrics, read_records, write_metrics
 
     # The audit's own metric settings (lexicon, intersections, synonyms, bias pairs ...)
@@ -98,6 +99,7 @@ def _saved_audit(records: str) -> dict[str, Any] | None:
     """
     import yaml
 
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.errors import bad_value
     from fairvlm.metrics import MetricsConfig
 

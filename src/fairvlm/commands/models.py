@@ -13,6 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print each family with its ``config.model_type`` and transformers classes."""
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.registry import FAMILIES
 
     rows = [

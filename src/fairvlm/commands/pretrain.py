@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.training.pretrain import RECORD_FILE, load_pretrain_config, pretrain
 
     cfg = load_pretrain_config(args.overrides)

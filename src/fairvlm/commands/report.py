@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the report and print its path."""
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.report import write_report
 
     out = write_report(args.run_dir, args.out)
@@ -21,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
         import json
         from pathlib import Path
 
+        # start-up: command modules import only the standard library (fast `fairvlm --help`)
         from fairvlm.experiment.summary import format_table
 
         print(format_table(json.loads((Path(args.run_dir) / "summary.json").read_text())))

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.experiment import run_experiment
 
     result = run_experiment(

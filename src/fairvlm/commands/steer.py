@@ -65,6 +65,7 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _overrides(items: list[str]) -> dict:
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.errors import bad_value
     from fairvlm.yamlpos import parse_yaml_value
 
@@ -80,6 +81,7 @@ def _overrides(items: list[str]) -> dict:
 def _build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.atomic import check_writable
     from fairvlm.errors import bad_value
     from fairvlm.mitigation import steering
@@ -114,6 +116,7 @@ def _build(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.errors import bad_value
     from fairvlm.mitigation.steering import SteeringVector
     from fairvlm.mitigation.steering.sweep import SweepConfig, parse_layer_sets, run_sweep

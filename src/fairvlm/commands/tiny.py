@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     """Build, save and summarise the tiny model."""
     from pathlib import Path
 
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.errors import bad_value
     from fairvlm.models import build_tiny_vlm
 

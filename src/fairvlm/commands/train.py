@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.errors import DataError
     from fairvlm.training import train
 

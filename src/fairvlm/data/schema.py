@@ -11,6 +11,8 @@ from typing import Any
 
 from PIL import Image
 
+from fairvlm.errors import DataError
+
 #: The value a dataset stores for an unknown attribute. ``None``, never a class.
 UNKNOWN = None
 
@@ -69,8 +71,6 @@ class Sample:
         Raises:
             DataError: the file is missing or unreadable; the message names the sample.
         """
-        from fairvlm.errors import DataError
-
         if self.image is None:
             return None
         # A stored image is decoded lazily: a truncated file that passed the header check

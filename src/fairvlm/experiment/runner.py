@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from fairvlm import __version__
 from fairvlm.atomic import atomic_write_text, check_output_dir, output_lock, write_marker
 from fairvlm.errors import bad_value
 from fairvlm.experiment import hooks
 from fairvlm.experiment.config import ExperimentConfig, load_experiment
+from fairvlm.experiment.parallel import run_parallel
 from fairvlm.experiment.plan import StudyPlan, plan_experiment
 from fairvlm.experiment.stages import (
     CONFIG_FILE,
@@ -33,6 +35,7 @@ from fairvlm.experiment.stages import (
     write_json,
 )
 from fairvlm.experiment.summary import format_table, study_summary
+from fairvlm.report import write_report
 
 SUMMARY_FILE = "summary.json"
 RUN_KIND = "run"
@@ -112,8 +115,6 @@ def summarize(
     cfg: ExperimentConfig, run_dir: Path, graph: StageGraph, plans: Sequence[StudyPlan]
 ) -> dict[str, Any]:
     """summary.json's content from the finished audits of every study."""
-    from fairvlm import __version__
-
     studies = []
     for sp in plans:
         rows = _rows(run_dir, graph, sp)
@@ -205,8 +206,6 @@ def run_experiment(
         atomic_write_text(run_dir / "experiment.yaml", yaml.safe_dump(cfg.raw, sort_keys=False))
         show = progress or StageProgress(run_dir=run_dir)
         if n_jobs > 1:
-            from fairvlm.experiment.parallel import run_parallel
-
             results = run_parallel(
                 graph, n_jobs, only, force, show, threads=cfg.threads, plugins=cfg.plugins
             )
@@ -218,8 +217,6 @@ def run_experiment(
         if echo:
             print("\n" + format_table(summary))
         if report and summary["studies"]:
-            from fairvlm.report import write_report
-
             result.report = write_report(run_dir, run_dir / REPORT_FILE)
             if echo:
                 print(f"\nreport: {result.report}")

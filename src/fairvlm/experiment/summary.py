@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fairvlm.registry import AUDIT_TASKS
+from fairvlm.report.collect import fmt_value
 
 _ABBREV = {"es_fairllava": "ES", "es_fairclip": "ES-FairCLIP"}
 
@@ -197,16 +198,6 @@ def study_summary(
         "rows": out_rows,
         "best": best_rows(out_rows, columns),
     }
-
-
-def fmt_value(v: float | None, ci: list[float] | None = None, digits: int = 3) -> str:
-    """``0.812 [0.780, 0.840]`` (``-`` when missing)."""
-    if v is None:
-        return "-"
-    text = f"{v:.{digits}f}"
-    if ci:
-        text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-    return text
 
 
 def format_table(summary: dict[str, Any], ci: bool = True) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from fairvlm.errors import DataError, bad_value
+from fairvlm.metrics import reports
 from fairvlm.metrics.base import mean_metric
 from fairvlm.metrics.clinical import (
     LabelParser,
@@ -44,8 +45,19 @@ from fairvlm.metrics.clinical import (
 )
 from fairvlm.metrics.config import DEFAULT_RECORD_INTERSECTIONS, MetricsConfig
 from fairvlm.metrics.disparity import classification_disparities
-from fairvlm.metrics.group import group_report
+from fairvlm.metrics.fluency import perplexity_metric, token_nll
+from fairvlm.metrics.group import attribute_columns, group_report
+from fairvlm.metrics.reports import (
+    METEOR_MISSING,
+    bleu1,
+    bleu4,
+    meteor,
+    meteor_scores,
+    rouge_l,
+    rouge_l_scores,
+)
 from fairvlm.metrics.results import clean_json
+from fairvlm.metrics.social import DEFAULT_LEXICON, mention_flags, ranking_bias, sentiment_scores
 from fairvlm.registry import AUDIT_TASKS
 
 ATTR_PREFIX = "attr."
@@ -195,17 +207,6 @@ def concept_metrics(ctx: TaskRecords, reference_lm: Any = None) -> dict:
 
 def report_metrics(ctx: TaskRecords, reference_lm: Any = None) -> dict:
     """Metrics of report-generation records (BLEU, ROUGE-L, METEOR, perplexity)."""
-    from fairvlm.metrics.reports import (
-        METEOR_MISSING,
-        bleu1,
-        bleu4,
-        meteor,
-        meteor_available,
-        meteor_scores,
-        rouge_l,
-        rouge_l_scores,
-    )
-
     refs = ["" if _missing(t) else str(t) for t in ctx.df["target"]]
     hyps = ["" if _missing(t) else str(t) for t in ctx.df["output"]]
     out = {
@@ -213,7 +214,7 @@ def report_metrics(ctx: TaskRecords, reference_lm: Any = None) -> dict:
         "bleu4": ctx.group(bleu4, refs, hyps),
         "rouge_l": ctx.group(rouge_l, None, rouge_l_scores(refs, hyps)),
     }
-    if meteor_available():
+    if reports.meteor_available():  # looked up when called: WordNet can be patched out
         out["meteor"] = ctx.group(meteor, None, meteor_scores(refs, hyps))
     else:
         ctx.notes.append(METEOR_MISSING)
@@ -224,7 +225,6 @@ def report_metrics(ctx: TaskRecords, reference_lm: Any = None) -> dict:
 def _perplexity(ctx: TaskRecords, texts, reference_lm) -> dict:
     if reference_lm is None:
         return {}
-    from fairvlm.metrics.fluency import perplexity_metric, token_nll
 
     model, tokenizer = reference_lm
     return {"perplexity": ctx.group(perplexity_metric, None, token_nll(texts, model, tokenizer))}
@@ -232,9 +232,6 @@ def _perplexity(ctx: TaskRecords, texts, reference_lm) -> dict:
 
 def probe_metrics(ctx: TaskRecords, reference_lm: Any = None) -> dict:
     """Metrics of yes/no probe records (P(yes), skews, NDKL, Bias@K, disparities)."""
-    from fairvlm.metrics.group import attribute_columns
-    from fairvlm.metrics.social import ranking_bias
-
     df = ctx.df
     p_yes = pd.to_numeric(df["p_yes"], errors="coerce").to_numpy(dtype=np.float64)
     out: dict = {"p_yes": ctx.group(mean_metric("p_yes"), None, p_yes)}
@@ -265,8 +262,6 @@ def probe_metrics(ctx: TaskRecords, reference_lm: Any = None) -> dict:
 
 def describe_metrics(ctx: TaskRecords, reference_lm: Any = None) -> dict:
     """Metrics of open-description records (mention rates, sentiment, perplexity)."""
-    from fairvlm.metrics.social import DEFAULT_LEXICON, mention_flags, sentiment_scores
-
     texts = [None if _missing(t) else str(t) for t in ctx.df["output"]]
     lexicon = ctx.cfg.lexicon or DEFAULT_LEXICON
     flags = mention_flags(texts, lexicon)

@@ -9,6 +9,12 @@ from typing import Any
 
 from fairvlm.errors import ModelError, bad_value
 from fairvlm.models.adapter import VLMAdapter
+from fairvlm.models.families import (
+    detect_family,
+    load_processor,
+    supported_families,
+    transformers_class,
+)
 
 _DTYPES = ("float32", "float16", "bfloat16", "auto")
 _DEVICES = ("cpu", "cuda", "auto", "mps", "meta")
@@ -107,13 +113,6 @@ def load_vlm(
     """
     import torch
     from transformers import AutoConfig
-
-    from fairvlm.models.families import (
-        detect_family,
-        load_processor,
-        supported_families,
-        transformers_class,
-    )
 
     src = check_source(path_or_hub_id)
     dev = parse_device(device)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from fairvlm.atomic import check_output_dir
 from fairvlm.errors import bad_value
-from fairvlm.models.families import get_family
+from fairvlm.models.adapter import VLMAdapter
+from fairvlm.models.families import get_family, transformers_class
 from fairvlm.models.tiny_configs import DEFAULT_CORPUS, TinyConfig
-
-if TYPE_CHECKING:
-    from fairvlm.models.adapter import VLMAdapter
 
 
 def build_tiny_vlm(
@@ -45,10 +43,6 @@ def build_tiny_vlm(
     unless ``overwrite`` (checked before any work).
     """
     import torch
-
-    from fairvlm.atomic import check_output_dir
-    from fairvlm.models.adapter import VLMAdapter
-    from fairvlm.models.families import transformers_class
 
     spec = get_family(family)
     if out_dir is not None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fairvlm.data import load_dataset
 from fairvlm.errors import DataError
 from fairvlm.registry import AUDIT_TASKS
 
@@ -60,6 +61,16 @@ def load_summary(run_dir: str | Path) -> dict[str, Any]:
             "finished `fairvlm run` / `fairvlm demo`"
         )
     return json.loads(path.read_text())
+
+
+def fmt_value(v: float | None, ci: list[float] | None = None, digits: int = 3) -> str:
+    """``0.812 [0.780, 0.840]`` (``-`` when missing)."""
+    if v is None:
+        return "-"
+    text = f"{v:.{digits}f}"
+    if ci:
+        text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    return text
 
 
 def load_metrics(run_dir: Path, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,7 +180,6 @@ def sample_images(data_dir: Path | None, split: str, ids: set[str]) -> dict[str,
     """sample id -> PIL image, read from the study's dataset (empty when unavailable)."""
     if not data_dir or not ids or not data_dir.is_dir():
         return {}
-    from fairvlm.data import load_dataset
 
     try:
         ds = load_dataset(data_dir)[split]

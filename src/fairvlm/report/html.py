@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from fairvlm.atomic import atomic_write_text
-from fairvlm.experiment.summary import fmt_value
 from fairvlm.report import collect, plots
+from fairvlm.report.collect import fmt_value
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _CSS = """

@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fairvlm.data import save_dataset
 from fairvlm.data.schema import Sample
+from fairvlm.synth import clinical, social
+from fairvlm.synth.clinical import generate_clinical
 from fairvlm.synth.common import GENERATOR_VERSION, SPLITS, fingerprint
 from fairvlm.synth.config import (
     BENCH_CONFIGS,
@@ -23,6 +26,7 @@ from fairvlm.synth.config import (
     bench_config,
     parse_overrides,
 )
+from fairvlm.synth.social import generate_social
 
 #: The benchmark names.
 BENCHES: tuple[str, ...] = tuple(BENCH_CONFIGS)
@@ -37,23 +41,17 @@ BENCH_TASKS: dict[str, tuple[str, ...]] = {
 def generate(bench: str, config: Any) -> dict[str, list[Sample]]:
     """The samples of each split of ``bench`` for a validated ``config`` (nothing written)."""
     if bench == "clinical":
-        from fairvlm.synth.clinical import generate_clinical
-
         return generate_clinical(config)
-    from fairvlm.synth.social import generate_social
-
     return generate_social(config)
 
 
 def benchmark_metadata(bench: str, config: Any, splits: Mapping[str, Sequence[Sample]]) -> dict:
     """The metadata stored with a generated dataset: generator, config, fingerprint, vocabularies."""
     if bench == "clinical":
-        from fairvlm.synth import clinical as module
-
+        module = clinical
         extra: dict[str, Any] = {"group_attribute": "skin_tone"}
     else:
-        from fairvlm.synth import social as module
-
+        module = social
         extra = {"stereotypes": module.stereotypes(config.concepts)}
     return {
         "generator": {
@@ -85,8 +83,6 @@ def synthesize(
     Raises:
         ConfigError: an unknown benchmark, key or invalid value (before any work).
     """
-    from fairvlm.data import save_dataset
-
     config = bench_config(bench, overrides)
     splits = generate(bench, config)
     metadata = benchmark_metadata(bench, config, splits)

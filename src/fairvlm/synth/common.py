@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from fairvlm.data import open_image_bytes
 from fairvlm.data.schema import Sample
 from fairvlm.fingerprint import hash_samples
 
@@ -42,8 +43,6 @@ def allocate(n: int, probs: Sequence[float]) -> list[int]:
 
 def make_sample(image: Any, **fields: Any) -> Sample:
     """A Sample whose image is a lazily opened PNG that storage keeps byte for byte."""
-    from fairvlm.data import open_image_bytes
-
     return Sample(image=open_image_bytes(image), **fields)
 
 

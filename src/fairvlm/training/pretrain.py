@@ -31,9 +31,15 @@ from typing import Any
 
 from fairvlm.atomic import atomic_write_text
 from fairvlm.config import Config, is_int
+from fairvlm.data import METADATA_FILE, dataset_metadata, load_dataset, load_samples
 from fairvlm.errors import ConfigError, DataError, bad_value
+from fairvlm.models import build_tiny_vlm
+from fairvlm.models.loading import parse_device
 from fairvlm.models.tiny_configs import TinyConfig
 from fairvlm.training.arguments import training_arguments
+from fairvlm.training.checkpoints import last_complete_checkpoint
+from fairvlm.training.dataset import AttributeSpace, SampleDataset, TrainCollator
+from fairvlm.training.trainer import FairTrainer
 from fairvlm.yamlpos import parse_yaml_value
 
 RECORD_FILE = "pretrain.json"
@@ -152,8 +158,6 @@ def load_pretrain_config(overrides: Sequence[str] = ()) -> PretrainConfig:
 def data_fingerprint(data_dir: str | Path) -> str:
     """The dataset's content fingerprint (``fairvlm.synth`` stores one), else a hash of
     its Arrow files and metadata."""
-    from fairvlm.data import METADATA_FILE, dataset_metadata
-
     stored = dataset_metadata(data_dir).get("fingerprint")
     if stored:
         return str(stored)
@@ -199,8 +203,6 @@ def _check_out(out: Path, key: str, resume: bool) -> str:
 
 
 def _samples(data_dir: Path, cfg: PretrainConfig) -> list[Any]:
-    from fairvlm.data import load_dataset, load_samples
-
     splits = list(load_dataset(data_dir))
     if cfg.split not in splits:
         raise bad_value("split", cfg.split, f"the data has splits {splits}")
@@ -234,8 +236,6 @@ def _image_size(samples: Sequence[Any], patch_size: int) -> int:
 
 
 def _trainer_class() -> type:
-    from fairvlm.training.trainer import FairTrainer
-
     class PretrainTrainer(FairTrainer):
         """``FairTrainer`` whose resume reads full-model checkpoints through ``from_pretrained``."""
 
@@ -295,17 +295,11 @@ def pretrain(
 
     from transformers import set_seed
 
-    from fairvlm.models import build_tiny_vlm
-    from fairvlm.training.checkpoints import last_complete_checkpoint
-    from fairvlm.training.dataset import AttributeSpace, SampleDataset, TrainCollator
-
     set_seed(cfg.seed)
     sizes = {**cfg.model.to_dict(), "seed": cfg.seed}
     sizes["image_size"] = _image_size(samples, cfg.model.patch_size)
     adapter = build_tiny_vlm("llava", corpus=_corpus(samples), **sizes)
     if cfg.device is not None:
-        from fairvlm.models.loading import parse_device
-
         adapter.model.to(parse_device(cfg.device))
     out.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {

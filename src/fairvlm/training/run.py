@@ -31,9 +31,17 @@ from fairvlm.atomic import (
     write_marker,
 )
 from fairvlm.config import to_plain
+from fairvlm.data import load_dataset, load_samples
 from fairvlm.errors import ConfigError
+from fairvlm.models import load_vlm
+from fairvlm.representation import FOOLED, LayerReader, results_to_dict, run_probe
 from fairvlm.training.arguments import training_arguments
+from fairvlm.training.checkpoints import last_complete_checkpoint
 from fairvlm.training.config import TrainConfig, load_train_config
+from fairvlm.training.dataset import AttributeSpace, SampleDataset, TrainCollator
+from fairvlm.training.lora import apply_lora, trainable_parameter_names
+from fairvlm.training.methods import MethodContext, ProbeSpec, get_method
+from fairvlm.training.trainer import TERMS_ATTR, TERMS_FILE, FairTrainer, load_terms, save_terms
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "training_log.jsonl"
@@ -66,8 +74,6 @@ class TrainResult:
 
 def _load_training_samples(data: Any, cfg: TrainConfig) -> list[Any]:
     if isinstance(data, str | os.PathLike):
-        from fairvlm.data import load_samples
-
         return load_samples(data, cfg.split, limit=cfg.limit)
     samples = list(data)
     return samples[: cfg.limit] if cfg.limit is not None else samples
@@ -78,7 +84,6 @@ def _probe_samples(data: Any, cfg: TrainConfig, probe_data: Any) -> list[Any]:
         return list(probe_data)[: cfg.probe_limit]
     if cfg.probe_split is None or not isinstance(data, str | os.PathLike):
         return []
-    from fairvlm.data import load_dataset, load_samples
 
     if cfg.probe_split not in load_dataset(data):
         return []
@@ -101,8 +106,6 @@ def _is_main_process() -> bool:
 
 def _check_out_dir(out: Path, record: dict[str, Any], resume: bool) -> str | None:
     """The checkpoint to resume from (or None); raises when ``out`` holds another run."""
-    from fairvlm.training.checkpoints import last_complete_checkpoint
-
     ckpt_root = out / CHECKPOINTS
     saved = out / CONFIG_FILE
     if not resume:
@@ -155,8 +158,6 @@ def _save_outputs(
     import shutil
     import tempfile
 
-    from fairvlm.training.trainer import TERMS_FILE, save_terms
-
     tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=out))
     try:
         model.save_pretrained(str(tmp))
@@ -204,11 +205,6 @@ def train(
     import yaml
     from transformers import set_seed
 
-    from fairvlm.training.dataset import AttributeSpace, SampleDataset, TrainCollator
-    from fairvlm.training.lora import apply_lora, trainable_parameter_names
-    from fairvlm.training.methods import MethodContext, ProbeSpec, get_method
-    from fairvlm.training.trainer import TERMS_ATTR, TERMS_FILE, FairTrainer, load_terms
-
     # 1. everything that can be checked without the model
     spec = get_method(method)
     cfg, options = load_train_config(config, overrides)
@@ -225,8 +221,6 @@ def train(
         # 2. the model
         set_seed(cfg.seed)
         if isinstance(model_path, str | os.PathLike):
-            from fairvlm.models import load_vlm
-
             adapter = load_vlm(model_path, dtype=cfg.dtype, device=_process_device(cfg.device))
             record["model"] = str(model_path)
         else:
@@ -347,8 +341,6 @@ def probe_trained(
     The CLUB estimate of ``spec.heads`` is reported beside each probe; a warning is
     printed when the estimator is being fooled.
     """
-    from fairvlm.representation import FOOLED, LayerReader, results_to_dict, run_probe
-
     attributes = spec.attributes or [a for a in space.names if space.size(a) >= 2]
     attributes = [a for a in attributes if a in space.values]
     reader = LayerReader(spec.representation)

@@ -25,6 +25,7 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from fairvlm.atomic import atomic_file
 from fairvlm.training.dataset import EXTRA_KEYS, AttributeSpace
 
 #: File name of the extra terms' parameters inside a checkpoint or the output directory.
@@ -262,8 +263,6 @@ def terms_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_terms(model: nn.Module, path: str | os.PathLike) -> None:
     """Write the extra terms' parameters to a safetensors file, atomically."""
     from safetensors.torch import save_file
-
-    from fairvlm.atomic import atomic_file
 
     with atomic_file(path) as tmp:
         save_file(terms_state(model), str(tmp), metadata={"format": "pt"})

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fairvlm.data.readers.base import ReadResult
+from fairvlm.data.storage import save_dataset
 from fairvlm.errors import bad_value
 
 #: format name -> "module:function" of its reader.
@@ -42,8 +43,6 @@ def import_dataset(
 
     Returns the ReadResult, whose ``metadata["skipped"]`` counts the skipped rows.
     """
-    from fairvlm.data.storage import save_dataset
-
     result = get_reader(fmt)(src, skip_bad=skip_bad, **options)
     save_dataset(result.splits, out, metadata=result.metadata, attributes=result.attributes)
     return result

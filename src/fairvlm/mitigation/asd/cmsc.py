@@ -29,8 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from fairvlm.config import Config, is_int
+from fairvlm.data import dataset_metadata, save_dataset
 from fairvlm.data.concepts import CMSC_CONCEPTS
 from fairvlm.errors import ConfigError, bad_value
+from fairvlm.synth import benchmark_metadata
+from fairvlm.synth.config import SocialConfig
+from fairvlm.synth.social import generate_social
 
 #: Instruction types a CMSC set can hold (the social benchmark's tasks).
 CMSC_TASKS = ("probe", "concept", "describe")
@@ -76,8 +80,6 @@ class CMSCConfig(Config):
 
     def generator_config(self) -> Any:
         """The ``SocialConfig`` that draws the sets (``like``'s settings when given)."""
-        from fairvlm.synth.config import SocialConfig
-
         fields = {name: getattr(self, name) for name in INHERITED}
         fields["concepts"] = list(self.concepts) if self.concepts else list(CMSC_CONCEPTS)
         if self.like is not None:
@@ -95,8 +97,6 @@ class CMSCConfig(Config):
 
 
 def _like_config(path: str) -> dict[str, Any]:
-    from fairvlm.data import dataset_metadata
-
     if not Path(path).exists():
         raise bad_value("like", path, "give a social benchmark folder (fairvlm data synth social)")
     gen = dataset_metadata(path).get("generator") or {}
@@ -119,8 +119,6 @@ def _keep(sample: Any, cfg: CMSCConfig) -> bool:
 
 def cmsc_samples(config: CMSCConfig | None = None) -> dict[str, list[Any]]:
     """The ``finetune`` and ``test`` samples of a CMSC-style set (nothing written)."""
-    from fairvlm.synth.social import generate_social
-
     cfg = config or CMSCConfig()
     splits = generate_social(cfg.generator_config())
     out = {"finetune": [s for s in splits["finetune"] if _keep(s, cfg)]}
@@ -138,9 +136,6 @@ def build_cmsc(out: str | Path, config: CMSCConfig | None = None, **fields: Any)
     Raises:
         ConfigError: a bad field (before any drawing).
     """
-    from fairvlm.data import save_dataset
-    from fairvlm.synth import benchmark_metadata
-
     cfg = dataclasses.replace(config, **fields) if config else CMSCConfig(**fields)
     splits = cmsc_samples(cfg)
     metadata = benchmark_metadata("social", cfg.generator_config(), splits)

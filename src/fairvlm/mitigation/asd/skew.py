@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from fairvlm.audit.tasks import p_yes
+from fairvlm.data.concepts import concept_phrase
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError
 from fairvlm.metrics.social import ranking_bias
@@ -262,8 +264,6 @@ class SkewEstimator:
     def __init__(
         self, adapter: Any, samples: Sequence[Sample], attributes: Sequence[str], config: Any
     ) -> None:
-        from fairvlm.data.concepts import concept_phrase
-
         self.adapter = adapter
         self.samples = list(samples)
         self.attributes = list(attributes)
@@ -292,8 +292,6 @@ class SkewEstimator:
     def score(self) -> np.ndarray:
         """P(yes) of every pool image under the current model (eval mode, batched)."""
         from tqdm.auto import tqdm
-
-        from fairvlm.audit.tasks import p_yes
 
         model = self.adapter.model
         was_training = model.training

@@ -28,6 +28,7 @@ silently.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,12 +37,35 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fairvlm.errors import ConfigError, bad_value
-from fairvlm.mitigation.steering.vector import check_operator, check_positions, check_scale
 
 if TYPE_CHECKING:
     from torch.utils.hooks import RemovableHandle
 
     from fairvlm.mitigation.steering.vector import SteeringVector
+
+#: How the vector edits the residual stream (see the module doc).
+OPERATORS = ("add", "ablate", "ablate_then_add")
+#: Which token positions are edited.
+POSITIONS = ("all", "prompt", "generated")
+
+
+def check_operator(operator: str) -> str:
+    if operator not in OPERATORS:
+        raise bad_value("operator", operator, f"use one of {list(OPERATORS)}")
+    return operator
+
+
+def check_positions(positions: str) -> str:
+    if positions not in POSITIONS:
+        raise bad_value("positions", positions, f"use one of {list(POSITIONS)}")
+    return positions
+
+
+def check_scale(scale: Any) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+        raise bad_value("scale", scale, "use a finite number, e.g. 1.0 (0 = no steering)")
+    return float(scale)
+
 
 Edit = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 

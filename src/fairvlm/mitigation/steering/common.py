@@ -8,6 +8,7 @@ from typing import Any
 
 from fairvlm.config import is_int
 from fairvlm.data.schema import Sample
+from fairvlm.data.storage import load_samples, samples_from_dataset
 from fairvlm.errors import DataError, bad_value
 
 
@@ -21,8 +22,6 @@ def check_layers_field(value: list[int] | None) -> None:
 def load_samples_of(data: Any, split: str) -> tuple[list[Sample], str]:
     """The samples of ``split`` from a dataset folder, a ``DatasetDict`` or a sequence of
     samples (taken as they are), and a label of the data for the vector's metadata."""
-    from fairvlm.data.storage import load_samples, samples_from_dataset
-
     if isinstance(data, str | Path):
         if not Path(data).exists():
             raise bad_value("data", str(data), "give an existing dataset folder", DataError)

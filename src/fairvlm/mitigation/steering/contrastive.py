@@ -25,6 +25,7 @@ import torch
 from fairvlm.config import Config, check_positive_int, is_int
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, bad_value
+from fairvlm.metrics.social import DEFAULT_LEXICON, mention_flags
 from fairvlm.mitigation.steering.activations import (
     READ_POSITIONS,
     pool_positions,
@@ -107,8 +108,6 @@ class ContrastiveConfig(Config):
 
 
 def _mentions(texts: Sequence[str | None], lexicon: list[str] | None) -> list[bool]:
-    from fairvlm.metrics.social import DEFAULT_LEXICON, mention_flags
-
     lex = DEFAULT_LEXICON if lexicon is None else {"attributes": tuple(lexicon)}
     return mention_flags(list(texts), lex).any(axis=1).tolist()
 

@@ -27,6 +27,7 @@ import torch
 from fairvlm.config import Config, check_positive_int, is_int
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, ModelError, bad_value
+from fairvlm.metrics.text import keyword_regex
 from fairvlm.mitigation.steering.activations import pool_positions, record_layers, resolve_layers
 from fairvlm.mitigation.steering.common import (
     check_layers_field,
@@ -162,7 +163,6 @@ def _prefix(adapter: Any, image: Any, cfg: GradientConfig) -> str:
     """The answer text the words are scored after (see ``GradientConfig.prefix``)."""
     if cfg.prefix != "auto":
         return cfg.prefix.strip()
-    from fairvlm.metrics.text import keyword_regex
 
     text = adapter.generate([Sample(id="prefix", image=image, prompt=cfg.prompt)])[0]
     found = keyword_regex(cfg.words).search(text)

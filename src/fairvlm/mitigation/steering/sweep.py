@@ -28,6 +28,7 @@ from fairvlm.atomic import (
     output_lock,
     write_marker,
 )
+from fairvlm.audit import AuditConfig, plan_audit, run_audit
 from fairvlm.config import Config
 from fairvlm.errors import bad_value
 from fairvlm.mitigation.steering.vector import (
@@ -36,6 +37,7 @@ from fairvlm.mitigation.steering.vector import (
     check_positions,
     check_scale,
 )
+from fairvlm.models import load_vlm
 from fairvlm.registry import AUDIT_TASKS
 
 #: The kind in a sweep folder's marker (``fairvlm.atomic``).
@@ -186,8 +188,6 @@ def run_sweep(
         The table rows (also written to ``out_dir/table.*``); the first row is the
         unsteered audit.
     """
-    from fairvlm.audit import AuditConfig, plan_audit
-
     cfg = config if isinstance(config, SweepConfig) else SweepConfig.from_dict(config)
     vec = vector if isinstance(vector, SteeringVector) else SteeringVector.load(vector)
     audit_cfg = AuditConfig.from_dict(cfg.audit)
@@ -216,8 +216,6 @@ def _sweep(
 ) -> list[dict[str, Any]]:
     import yaml
 
-    from fairvlm.audit import AuditConfig, run_audit
-
     audit_cfg = AuditConfig.from_dict(cfg.audit)
     layer_sets = cfg.layers if cfg.layers is not None else [vec.layers]
     operator = cfg.operator or vec.operator
@@ -225,8 +223,6 @@ def _sweep(
     adapter = load["adapter"]
     vlm = model_or_adapter
     if isinstance(vlm, str | os.PathLike):
-        from fairvlm.models import load_vlm
-
         vlm = load_vlm(vlm, **load)
     for s in layer_sets:
         vec.check_fits(vlm, s)

@@ -23,36 +23,22 @@ import torch
 
 from fairvlm.atomic import atomic_file
 from fairvlm.errors import ConfigError, DataError, ModelError, bad_value
+from fairvlm.mitigation.steering.apply import (
+    OPERATORS,
+    POSITIONS,
+    check_operator,
+    check_positions,
+    check_scale,
+    steer,
+)
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-#: How the vector edits the residual stream (see :mod:`fairvlm.mitigation.steering.apply`).
-OPERATORS = ("add", "ablate", "ablate_then_add")
-#: Which token positions are edited.
-POSITIONS = ("all", "prompt", "generated")
 #: Header key of the metadata and the format tag written with it.
 METADATA_KEY = "fairvlm_steering"
 FORMAT = "fairvlm.steering/1"
 _TENSOR_PREFIX = "layer."
-
-
-def check_operator(operator: str) -> str:
-    if operator not in OPERATORS:
-        raise bad_value("operator", operator, f"use one of {list(OPERATORS)}")
-    return operator
-
-
-def check_positions(positions: str) -> str:
-    if positions not in POSITIONS:
-        raise bad_value("positions", positions, f"use one of {list(POSITIONS)}")
-    return positions
-
-
-def check_scale(scale: Any) -> float:
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
-        raise bad_value("scale", scale, "use a finite number, e.g. 1.0 (0 = no steering)")
-    return float(scale)
 
 
 @dataclass(eq=False)  # tensors: compare with torch.equal, not ==
@@ -204,8 +190,6 @@ class SteeringVector:
     ) -> AbstractContextManager[Any]:
         """Steer ``adapter`` inside a ``with`` block; ``None`` arguments use the vector's
         defaults. See :func:`fairvlm.mitigation.steering.apply.steer`."""
-        from fairvlm.mitigation.steering.apply import steer
-
         return steer(
             adapter,
             self,
