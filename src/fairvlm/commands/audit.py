@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", metavar="DATA", help="dataset folder (from `fairvlm data`)")
     parser.add_argument("--out", required=True, metavar="DIR", help="audit folder (resumed)")
     parser.add_argument(
-        "--tasks", help="comma-separated: vqa,report,probe,describe,concept (default: the data's)"
+        "--tasks",
+        help="comma-separated registered audit tasks, e.g. vqa,report (default: the data's)",
     )
     parser.add_argument("--adapter", metavar="DIR", help="a PEFT adapter to load on the model")
     parser.add_argument("--batch-size", type=int, help="samples per model call (default 16)")

@@ -43,11 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("model", metavar="MODEL", help="model directory or hub id")
     sweep.add_argument("data", metavar="DATA", help="dataset folder")
     sweep.add_argument("--vector", required=True, metavar="VEC.safetensors")
-    sweep.add_argument("--scales", default="0,2,4", help="comma-separated, e.g. 0,2,4 or -4,-2,0")
+    sweep.add_argument(
+        "--scales", help="comma-separated, e.g. 0,2,4 or -4,-2,0 (default: SweepConfig's, 0,2,4)"
+    )
     sweep.add_argument("--layers", help="layer sets: ',' between sets, '+' within one: 4,8,4+8")
     sweep.add_argument("--operator", help="add, ablate or ablate_then_add (default: the vector's)")
     sweep.add_argument("--positions", help="all, prompt or generated (default: the vector's)")
-    sweep.add_argument("--tasks", help="audit tasks (default describe,concept)")
+    sweep.add_argument("--tasks", help="audit tasks (default: SweepConfig's, describe,concept)")
     sweep.add_argument("--split", help="audit split (default test)")
     sweep.add_argument("--limit", type=int, help="at most N samples per task")
     sweep.add_argument("--batch-size", type=int, help="samples per model call")
@@ -121,24 +123,22 @@ def _sweep(args: argparse.Namespace) -> int:
     from fairvlm.mitigation.steering import SteeringVector
     from fairvlm.mitigation.steering.sweep import SweepConfig, parse_layer_sets, run_sweep
 
-    audit: dict = {"tasks": args.tasks or "describe,concept"}
-    for name in ("split", "limit", "batch_size"):
+    audit: dict = {}
+    for name in ("tasks", "split", "limit", "batch_size"):
         if getattr(args, name) is not None:
             audit[name] = getattr(args, name)
     if args.n_boot is not None:
         audit["metrics"] = {"n_boot": args.n_boot}
     if args.no_progress:
         audit["progress"] = False
-    cfg = SweepConfig.from_dict(
-        {
-            "scales": args.scales,
-            "layers": parse_layer_sets(args.layers) if args.layers else None,
-            "operator": args.operator,
-            "positions": args.positions,
-            "audit": audit,
-        },
-        prefix="--",
-    )
+    given = {
+        "scales": args.scales,
+        "layers": parse_layer_sets(args.layers) if args.layers else None,
+        "operator": args.operator,
+        "positions": args.positions,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    cfg = SweepConfig.from_dict({**given, "audit": audit}, prefix="--")
     if not Path(args.vector).is_file():
         raise bad_value("--vector", args.vector, "give an existing .safetensors steering vector")
     vector = SteeringVector.load(args.vector)

@@ -42,6 +42,8 @@ from fairvlm.registry import AUDIT_TASKS
 
 #: The kind in a sweep folder's marker (``fairvlm.atomic``).
 SWEEP_KIND = "sweep"
+#: The audit tasks of a sweep unless its audit names others: mentions and recognition.
+SWEEP_TASKS = ("describe", "concept")
 
 
 def headline() -> list[tuple[str, str]]:
@@ -62,16 +64,17 @@ class SweepConfig(Config):
             set, all of the vector's layers.
         operator, positions: how the vector is applied (``None``: the vector's defaults).
         audit: ``fairvlm.audit.AuditConfig`` fields (tasks, split, limit, batch size ...);
-            by default the describe and concept tasks of the test split.
+            ``tasks`` defaults to :data:`SWEEP_TASKS`, on the test split.
     """
 
     scales: list[float] = field(default_factory=lambda: [0.0, 2.0, 4.0])
     layers: list[list[int]] | None = None
     operator: str | None = None
     positions: str | None = None
-    audit: dict[str, Any] = field(default_factory=lambda: {"tasks": ["describe", "concept"]})
+    audit: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        self.audit = {"tasks": list(SWEEP_TASKS), **self.audit}
         if not self.scales:
             raise bad_value(
                 "scales", self.scales, "give a non-empty list of numbers, e.g. [0, 2, 4]"
@@ -276,4 +279,12 @@ def _sweep(
     return rows
 
 
-__all__ = ["SWEEP_KIND", "headline", "SweepConfig", "parse_layer_sets", "run_sweep", "write_table"]
+__all__ = [
+    "SWEEP_KIND",
+    "SWEEP_TASKS",
+    "headline",
+    "SweepConfig",
+    "parse_layer_sets",
+    "run_sweep",
+    "write_table",
+]
