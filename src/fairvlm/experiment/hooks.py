@@ -70,8 +70,7 @@ def validate_study(study: StudySpec, path: KeyPath, marks: Marks) -> None:
                 split = TrainConfig.from_dict(train["train"]).split
                 _check_split(tasks, split, None, (*where, "train", "split"), marks, part)
             else:
-                builder = builder_of_method(part)
-                assert builder is not None  # the parts were checked against the registries
+                builder = steering_builder(part)
                 cfg = builder.parse(steer_options(part, opts, where, marks)["build"])
                 split, task = builder.reads(cfg)
                 _check_split(tasks, split, task, (*where, "build"), marks, part)
