@@ -230,6 +230,8 @@ def test_cli_end_to_end_on_two_real_audits(tiny_vlm, tmp_path, capsys):
         assert p_yes["by_attribute"]["sex"]["gap"][side] == pytest.approx(gap, abs=1e-12)
     assert p_yes["overall"]["diff"] != 0
     assert {"p_value", "p_holm", "significant", "ci"} <= set(p_yes["overall"])
+    # auc and option_accuracy use the records with option scores (rows): compared too
+    assert {"accuracy", "auc", "option_accuracy"} <= set(doc["comparisons"]["steered"]["vqa"])
     same = doc["comparisons"]["ref"]["vqa"]["accuracy"]["overall"]
     assert same["diff"] == 0 and same["ci"] == [0, 0] and same["p_value"] == 1
     assert "max_skew: ranking metric, not compared" in " ".join(doc["notes"]["steered"])

@@ -98,6 +98,7 @@ class _Side:
     sets: dict
     groups: dict  # attr -> group names (the order of the replicate columns)
     point: object  # GroupMetrics with n_boot=0: the numbers of metrics.json
+    evaluate: object = None  # group._evaluator of the metric (built once)
 
     def replicate_values(self, idx: np.ndarray) -> dict:
         """``idx [c, n_task]`` task positions -> {set key: [c] values}."""
@@ -105,8 +106,9 @@ class _Side:
         local[self.rows] = np.arange(len(self.rows))
         idx_local = local[idx]
         w = counts_from_indices(idx, self.n_task)[:, self.rows]
-        evaluate = _evaluator(self.metric, self.yt, self.yp)
-        return {key: evaluate(w, idx_local, members) for key, members in self.sets.items()}
+        if self.evaluate is None:
+            self.evaluate = _evaluator(self.metric, self.yt, self.yp)
+        return {key: self.evaluate(w, idx_local, members) for key, members in self.sets.items()}
 
 
 def _side(ctx: TaskRecords, call: tuple, cfg: MetricsConfig) -> _Side:
