@@ -440,7 +440,7 @@ def format_comparison(doc: dict) -> str:
     holm_on = doc["holm"]
     pcol = "p_holm" if holm_on else "p"
     lines = [
-        f"{'vs reference':<14} {'task':<9} {'metric':<20} {'value':<22} {'ref':>8} {'other':>8} "
+        f"{'vs reference':<14} {'task':<9} {'metric':<20} {'value':<26} {'ref':>8} {'other':>8} "
         f"{'diff':>8} {f'{level:.0%} CI':>18} {pcol:>7}  verdict"
     ]
     for name, tasks in doc["comparisons"].items():
@@ -455,7 +455,7 @@ def format_comparison(doc: dict) -> str:
                 for what, e, goal in rows:
                     p = e["p_holm"] if holm_on else e["p_value"]
                     lines.append(
-                        f"{name[:14]:<14} {task:<9} {metric[:20]:<20} {what[:22]:<22} "
+                        f"{name[:14]:<14} {task:<9} {metric[:20]:<20} {what[:26]:<26} "
                         f"{_f(e['ref']):>8} {_f(e['other']):>8} {_f(e['diff']):>8} "
                         f"{_ci(e['ci']):>18} {_f(p, 3):>7}  {_verdict(e, goal, level)}"
                     )
