@@ -162,3 +162,18 @@ def test_gap_ci_coverage_quick():
     t0 = time.perf_counter()
     assert _coverage_run(20) >= 0.80
     assert time.perf_counter() - t0 < 20
+
+
+def test_es_fairclip_is_nan_when_no_group_value_is_defined():
+    from fairvlm.metrics.group import disparity_replicates
+
+    nan = float("nan")
+    assert math.isnan(es_fairclip(0.7, [nan, nan])) and math.isnan(es_fairllava(0.7, [nan, nan]))
+    assert math.isnan(es_fairclip(0.7, []))
+    assert es_fairclip(0.7, [0.6, nan]) == pytest.approx(0.7 / 1.1)  # NaN groups left out
+    gap, fairclip, fairllava = disparity_replicates(
+        np.array([[nan, nan], [0.6, nan], [0.6, 0.8]]), np.array([0.7, 0.7, 0.7])
+    )
+    assert np.isnan(fairclip[0]) and fairclip[1] == pytest.approx(0.7 / 1.1)
+    assert np.isnan(gap[:2]).all() and np.isnan(fairllava[:2]).all()
+    assert fairclip[2] == pytest.approx(0.7 / 1.2) and fairllava[2] == pytest.approx(0.7 / 1.2)

@@ -148,3 +148,16 @@ def test_sentiment_and_its_gap():
     assert rep.by_attribute["g"].groups["a"].value == pytest.approx(s[0])
     assert rep.by_attribute["g"].gap == pytest.approx(s[0] - (s[1] + s[3]) / 2)
     assert np.isfinite(rep.overall)
+
+
+def test_k_is_raised_to_the_values_present_in_the_pool_not_the_attribute_total():
+    # The attribute has 3 values (a, b, c), concept "x"'s pool holds only a and b: K=1
+    # becomes 2 (values present), where the reference code would take 3.
+    attr = ["a", "b", "a", "b", "c", "c"]
+    concepts = ["x", "x", "x", "x", "y", "y"]
+    out = ranking_bias([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], attr, concepts, k=1)
+    x = out["per_concept"]["x"]
+    assert x["k"] == 2 and set(x["skew"]) == {"a", "b"}
+    assert x["skew"] == {"a": pytest.approx(0.0), "b": pytest.approx(0.0)}  # top 2 = a, b
+    # with K = 3 (the reference's rule) the top 3 would be a, b, a: Skew(a) = ln(4/3)
+    assert skew_at_k(list("abab"), k=3)["a"] == pytest.approx(math.log((2 / 3) / (2 / 4)))

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("fairvlm.commands.pretrain", "train the small benchmark base model"),
     "audit": ("fairvlm.commands.audit", "audit a model: records + group metrics"),
     "metrics": ("fairvlm.commands.metrics", "recompute metrics from audit records"),
+    "compare": ("fairvlm.commands.compare", "paired comparison of audits: differences, CIs, p"),
     "train": ("fairvlm.commands.train", "fine-tune with a mitigation method"),
     "steer": ("fairvlm.commands.steer", "build and sweep steering vectors"),
     "run": ("fairvlm.commands.run", "run an experiment YAML end to end"),

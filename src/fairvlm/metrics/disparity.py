@@ -2,13 +2,22 @@
 
 Multi-class answers are handled one-vs-rest: for each class k the binary problem
 "is k" (an unparsed answer is "not k"); the reported value is the largest difference
-over classes, with the per-class values beside it. For two classes without unparsed
-answers both classes give the same numbers.
+over classes, with the per-class values beside it.
+
+Demographic parity is fairlearn's ``demographic_parity_difference``. Equalised odds is
+``max(TPR gap, FPR gap)`` over the groups, as fairlearn's ``equalized_odds_difference``,
+except where a rate is undefined: a group without positives of class k has no TPR, one
+without negatives no FPR. fairlearn scores such a rate 0 (which makes the two classes of
+a binary problem disagree: a one-member group lacks positives in one problem and
+negatives in the other); here the undefined rate is NaN and left out of that rate's
+gap, each gap needs two groups with the rate defined, and the difference is NaN when
+neither gap is defined. Where every rate is defined the value is fairlearn's. With two
+classes and no unparsed answers class B's TPR is 1 - class A's FPR and vice versa, so
+both classes give the same numbers, degenerate groups included.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,10 +39,10 @@ def classification_disparities(
     (max over classes) and ``per_class`` values; unknown attribute values left out.
 
     ``y_true`` may be ``None``: then only demographic parity (which does not use it) is
-    computed. Values are NaN where fairlearn finds them undefined (a group without
-    positives or negatives for equalised odds).
+    computed. An equalised-odds rate a group cannot have (no positives: TPR; no
+    negatives: FPR) is left out (module docstring); a difference is NaN when undefined.
     """
-    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+    from fairlearn.metrics import demographic_parity_difference
 
     yp = [normalize_label(v) for v in y_pred]
     yt = None if y_true is None else [normalize_label(v) for v in y_true]
@@ -71,13 +80,7 @@ def classification_disparities(
                 )
             }
             if yt is not None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    try:
-                        eo = float(equalized_odds_difference(t, p, sensitive_features=groups))
-                    except ValueError:  # a group lacks positives or negatives
-                        eo = float("nan")
-                entry["equalized_odds_difference"] = eo
+                entry["equalized_odds_difference"] = equalized_odds(t, p, groups)
             per_class[lab] = entry
         out[attr] = {
             key: _nanmax([c[key] for c in per_class.values()])
@@ -87,6 +90,21 @@ def classification_disparities(
         out[attr]["n_unknown"] = int((~known).sum())
         out[attr]["per_class"] = per_class
     return out
+
+
+def equalized_odds(y_true, y_pred, groups) -> float:
+    """``max(TPR gap, FPR gap)`` of binary 0/1 arrays over ``groups``; a group's rate is
+    NaN without positives (TPR) or negatives (FPR) and is left out of that gap; a gap
+    needs two groups with the rate defined; NaN when neither gap is (module docstring)."""
+    t = np.asarray(y_true, dtype=bool)
+    p = np.asarray(y_pred, dtype=bool)
+    g = np.asarray(groups)
+    gaps = []
+    for cond in (t, ~t):  # TPR: P(pred | positive); FPR: P(pred | negative)
+        rates = [p[(g == v) & cond].mean() for v in np.unique(g) if ((g == v) & cond).any()]
+        if len(rates) >= 2:
+            gaps.append(float(max(rates) - min(rates)))
+    return max(gaps) if gaps else float("nan")
 
 
 def _nanmax(values: list[float]) -> float:

@@ -38,10 +38,14 @@ def es_fairclip(overall: float, group_values: Sequence[float]) -> float:
     """FairCLIP / Harvard-FairVLMed equity-scaled metric ``M / (1 + sum_g |M_g - M|)``.
 
     Scale dependent: pass ``M`` and ``M_g`` on the same scale (fairvlm uses 0-1).
-    Groups whose value is NaN are left out of the sum.
+    Groups whose value is NaN are left out of the sum; when no group value is defined
+    the result is NaN (as :func:`es_fairllava`), not ``M``.
     """
     g = np.asarray(group_values, dtype=np.float64)
-    return float(overall / (1.0 + np.nansum(np.abs(g - overall))))
+    g = g[np.isfinite(g)]
+    if g.size == 0:
+        return float("nan")
+    return float(overall / (1.0 + np.sum(np.abs(g - overall))))
 
 
 def es_fairllava(overall: float, group_values: Sequence[float]) -> float:
@@ -116,6 +120,7 @@ def _evaluator(metric: Metric, yt: np.ndarray, yp: np.ndarray) -> Callable:
         in_set[members] = True
         out = np.full(len(idx), np.nan)
         for b, row in enumerate(idx):
+            row = row[row >= 0]  # -1: a drawn sample this metric does not cover (compare)
             sel = row[in_set[row]]
             if sel.size:
                 # ValueError: undefined on this resample (e.g. one class only) -> NaN.
@@ -292,17 +297,30 @@ def _disparity_cis(group_boot: np.ndarray | None, known_boot: np.ndarray, ci: Ca
     nan2 = (float("nan"), float("nan"))
     if group_boot is None or group_boot.size == 0:
         return nan2, nan2, nan2
+    gap, fairclip, fairllava = disparity_replicates(group_boot, known_boot)
+    return ci(gap), ci(fairclip), ci(fairllava)
+
+
+def disparity_replicates(
+    group_boot: np.ndarray, known_boot: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Replicate values ``[B]`` of the gap, ``es_fairclip`` and ``es_fairllava`` from
+    replicate group values ``[B, G]`` and the known-only overall ``[B]``.
+
+    A replicate's gap needs at least two groups drawn (else NaN); its ``es_fairclip``
+    needs at least one group value (else NaN, as :func:`es_fairclip`).
+    """
     defined = np.isfinite(group_boot)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, as wanted
-        # A gap needs at least two groups drawn in the replicate.
         gap = np.where(
             defined.sum(1) >= 2,
             np.nanmax(group_boot, axis=1) - np.nanmin(group_boot, axis=1),
             np.nan,
         )
         dev = np.nansum(np.abs(group_boot - known_boot[:, None]), axis=1)
-    return ci(gap), ci(known_boot / (1.0 + dev)), ci(known_boot / (1.0 + gap))
+    fairclip = np.where(defined.any(1), known_boot / (1.0 + dev), np.nan)
+    return gap, fairclip, known_boot / (1.0 + gap)
 
 
 def _array(x) -> np.ndarray:

@@ -320,20 +320,10 @@ def compute_metrics(
                 "images and rerun the audit with --overwrite"
             )
     _validate(records, cfg)
-    present = [c[len(ATTR_PREFIX) :] for c in records.columns if c.startswith(ATTR_PREFIX)]
-    attrs = cfg.attributes or present
     tasks: dict[str, dict] = {}
-    for task, df in records.groupby("task", sort=True):
-        # Records of several benchmarks can share a file: by default a task is audited on
-        # the attributes it has values for.
-        task_attrs = (
-            attrs if cfg.attributes else [a for a in attrs if df[ATTR_PREFIX + a].notna().any()]
-        )
-        if str(task) not in AUDIT_TASKS:
-            continue  # a plugin's task whose plugin is not loaded here
-        ctx = TaskRecords(df, task_attrs, cfg)
-        metrics = AUDIT_TASKS.get(str(task)).compute(ctx, reference_lm)
-        tasks[str(task)] = {"n": len(df), "metrics": metrics, "notes": ctx.notes}
+    for task, ctx in task_contexts(records, cfg):
+        metrics = AUDIT_TASKS.get(task).compute(ctx, reference_lm)
+        tasks[task] = {"n": len(ctx.df), "metrics": metrics, "notes": ctx.notes}
     for task, n in failed.items():
         entry = tasks.setdefault(task, {"n": 0, "metrics": {}, "notes": []})
         entry["n_failed"] = n
@@ -342,6 +332,24 @@ def compute_metrics(
             "left out of every metric"
         )
     return clean_json({"model": model, "data": data, "config": cfg.to_dict(), "tasks": tasks})
+
+
+def task_contexts(
+    records: pd.DataFrame, cfg: MetricsConfig, factory: type[TaskRecords] = TaskRecords
+):
+    """Yield ``(task, factory(df, attributes, cfg))`` per registered task of valid records
+    (failed records already left out): what each task's metric function receives."""
+    present = [c[len(ATTR_PREFIX) :] for c in records.columns if c.startswith(ATTR_PREFIX)]
+    attrs = cfg.attributes or present
+    for task, df in records.groupby("task", sort=True):
+        # Records of several benchmarks can share a file: by default a task is audited on
+        # the attributes it has values for.
+        task_attrs = (
+            attrs if cfg.attributes else [a for a in attrs if df[ATTR_PREFIX + a].notna().any()]
+        )
+        if str(task) not in AUDIT_TASKS:
+            continue  # a plugin's task whose plugin is not loaded here
+        yield str(task), factory(df, task_attrs, cfg)
 
 
 def _failed_counts(records: pd.DataFrame) -> dict[str, int]:

@@ -5,12 +5,19 @@ Ranking metrics are written here: no library of the stack implements them. A *ra
 is the list of attribute values of one concept's image pool, ordered by the model's
 score for that concept (best first).
 
-Two rules of the reference code are kept, and apply everywhere below:
+Two rules apply everywhere below:
 
-- **K is raised to at least |A|** (the number of attribute values present in the pool),
-  so that every value could appear in the top K; it is also capped at the pool size N.
-- **A value absent from the top K has Skew 0**, not ``ln 0 = -inf``. This makes MinSkew
-  less negative than the textbook definition when a value is shut out entirely.
+- **K is raised to at least |A|, the number of attribute values present in the
+  concept's pool**, so that every value could appear in the top K; it is also capped at
+  the pool size N. This differs from the reference code, which raises K to the
+  attribute's *total* number of values (over the whole dataset): a value absent from a
+  pool can never enter its top K and has no Skew there (``n_a / N = 0``), so raising K
+  for it only lets the other values fill more of the top K. The two rules agree when
+  every pool holds every value (as in complete counterfactual sets); on pools that miss
+  a value fairvlm's K is smaller, and its Skew values can differ from the reference's.
+- **A value absent from the top K has Skew 0**, not ``ln 0 = -inf`` (as the reference
+  code). This makes MinSkew less negative than the textbook definition when a value is
+  shut out entirely.
 """
 
 from __future__ import annotations
@@ -49,7 +56,8 @@ _FIRST_OF_PAIR = ("male", "man", "men", "m", "masculine")
 
 
 def effective_k(k: int, n_values: int, pool_size: int) -> int:
-    """K raised to at least the number of attribute values, capped at the pool size."""
+    """K raised to at least ``n_values`` (the attribute values present in the pool, not
+    the attribute's total: see the module docstring), capped at the pool size."""
     if k < 1:
         raise bad_value("k", k, "use a positive number of top-ranked items")
     return min(max(k, n_values), pool_size)

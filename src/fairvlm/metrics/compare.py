@@ -1,0 +1,500 @@
+"""Paired comparison of audits: did a change of the model move a metric beyond noise?
+
+Two audits of the same samples (same split, same sample ids) are compared metric by
+metric: for each task, each group metric (``kind: group``) and its overall value, and
+each attribute's ``gap``, ``es_fairllava`` and ``es_fairclip``, the difference
+``other - ref``, a **paired** bootstrap CI of that difference and a two-sided p-value.
+
+How the replicates are drawn. A task's records of both audits are aligned by
+``sample_id``. Replicate ``b`` draws ``n`` positions with replacement by
+``np.random.default_rng((seed, b))`` (:func:`fairvlm.metrics.replicate_indices`, as the
+audit's own bootstrap) and takes the **same samples** from both audits; every metric is
+recomputed on both resampled record sets with the audit's own metric functions (the
+task's ``compute`` is run once on each audit's records, its per-sample inputs are kept,
+and the replicates re-evaluate the same :class:`~fairvlm.metrics.Metric` on them), so
+the point estimates are those of ``metrics.json``. A metric computed on part of a task's
+records (``auc``, ``option_accuracy``: records with option scores) sees the drawn
+samples it covers. A replicate where a value is undefined on either side (a group not
+drawn, a gap with fewer than two groups) is left out of that CI and p-value.
+
+The p-value (:data:`P_VALUE_DEFINITION`): with ``d*_b`` the ``B`` defined replicate
+differences, ``p = min(1, 2 * min((1 + #{d*_b <= 0}) / (B + 1), (1 + #{d*_b >= 0}) / (B + 1)))``:
+the percentile-bootstrap test of "no difference", dual to the percentile CI (``p <
+1 - level`` about when the CI excludes 0), with the +1 correction so that it is never 0.
+Identical audits give ``d* = 0`` on every replicate, a CI ``[0, 0]`` and ``p = 1``.
+
+Holm's step-down correction (:func:`holm`) runs over every p-value of one call (all
+comparisons, tasks, metrics, overall values and attribute quantities); both the raw
+(``p_value``) and the adjusted (``p_holm``) value are written.
+
+Ranking metrics (Skew@K, NDKL, Bias@K) and the fairlearn disparity differences are not
+compared: a bootstrap resample repeats samples inside a concept's ranked pool, where
+Skew@K has no defined meaning, and the audit reports no CI for them either.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairvlm.atomic import atomic_write_text, check_output_dir, write_marker
+from fairvlm.errors import DataError, bad_value
+from fairvlm.metrics.base import Metric, _as_metric
+from fairvlm.metrics.bootstrap import counts_from_indices, percentile_ci, replicate_indices
+from fairvlm.metrics.config import MetricsConfig
+from fairvlm.metrics.group import (
+    _array,
+    _evaluator,
+    attribute_columns,
+    disparity_replicates,
+    group_report,
+)
+from fairvlm.metrics.io import read_records
+from fairvlm.metrics.records import TaskRecords, _failed_counts, _validate, task_contexts
+from fairvlm.metrics.results import clean_json
+from fairvlm.registry import AUDIT_TASKS
+
+#: The marker kind of a ``fairvlm compare --out`` folder.
+COMPARE_KIND = "comparison"
+#: The file a comparison writes.
+COMPARISON_FILE = "comparison.json"
+#: The quantities compared per attribute.
+ATTRIBUTE_FIELDS = ("gap", "es_fairllava", "es_fairclip")
+#: Written into ``comparison.json``.
+P_VALUE_DEFINITION = (
+    "two-sided percentile-bootstrap p = min(1, 2*min((1+#{d*<=0})/(B+1), (1+#{d*>=0})/(B+1))) "
+    "over the B defined paired replicate differences d* = other* - ref*"
+)
+
+
+class _Capture(TaskRecords):
+    """A task's context that keeps the inputs of every ``group`` call instead of
+    computing it: the task's compute runs unchanged and names its metrics."""
+
+    def __init__(self, df, attrs, cfg):
+        super().__init__(df, attrs, cfg)
+        self.calls: list[tuple] = []
+
+    def group(self, metric, y_true, y_pred, rows=None) -> dict:
+        self.calls.append((metric, y_true, y_pred, rows))
+        return {"kind": "group", "_call": len(self.calls) - 1}
+
+
+@dataclass
+class _Side:
+    """One metric of one audit: its inputs, the index sets evaluated, the point values."""
+
+    metric: Metric
+    yt: np.ndarray
+    yp: np.ndarray
+    rows: np.ndarray  # task positions the metric covers, in its own order
+    n_task: int
+    sets: dict
+    groups: dict  # attr -> group names (the order of the replicate columns)
+    point: object  # GroupMetrics with n_boot=0: the numbers of metrics.json
+    evaluate: object = None  # group._evaluator of the metric (built once)
+
+    def replicate_values(self, idx: np.ndarray) -> dict:
+        """``idx [c, n_task]`` task positions -> {set key: [c] values}."""
+        local = np.full(self.n_task, -1, dtype=np.int64)
+        local[self.rows] = np.arange(len(self.rows))
+        idx_local = local[idx]
+        w = counts_from_indices(idx, self.n_task)[:, self.rows]
+        if self.evaluate is None:
+            self.evaluate = _evaluator(self.metric, self.yt, self.yp)
+        return {key: self.evaluate(w, idx_local, members) for key, members in self.sets.items()}
+
+
+def _side(ctx: TaskRecords, call: tuple, cfg: MetricsConfig) -> _Side:
+    metric_fn, y_true, y_pred, rows = call
+    metric = _as_metric(metric_fn)
+    n_task = len(ctx.df)
+    rows = np.arange(n_task) if rows is None else np.asarray(rows, dtype=np.int64)
+    yp = _array(y_pred)
+    yt = np.zeros(len(yp)) if y_true is None else _array(y_true)
+    sf = ctx.sf.iloc[rows].reset_index(drop=True)
+    point = group_report(
+        metric, yt, yp, sf, min_group_size=cfg.min_group_size, n_boot=0,
+        intersections=ctx.intersections, ci_level=cfg.ci_level,
+    )  # fmt: skip
+    sets: dict = {("overall",): np.arange(len(rows))}
+    groups: dict = {}
+    for attr, col in attribute_columns(sf, ctx.intersections).items():
+        rep = point.by_attribute.get(attr)
+        if rep is None or not rep.groups:
+            continue
+        sets[(attr, None)] = np.flatnonzero([v is not None for v in col])
+        groups[attr] = list(rep.groups)
+        for g in groups[attr]:
+            sets[(attr, g)] = np.flatnonzero(col == g)
+    return _Side(metric, yt, yp, rows, n_task, sets, groups, point)
+
+
+def _quantities(side: _Side, values: dict) -> dict:
+    """Replicate values of every compared quantity: ``overall`` and (attr, field)."""
+    out = {("overall",): values[("overall",)]}
+    for attr, groups in side.groups.items():
+        group_boot = np.stack([values[(attr, g)] for g in groups], axis=1)
+        gap, fairclip, fairllava = disparity_replicates(group_boot, values[(attr, None)])
+        out[(attr, "gap")] = gap
+        out[(attr, "es_fairclip")] = fairclip
+        out[(attr, "es_fairllava")] = fairllava
+    return out
+
+
+def _points(side: _Side) -> dict:
+    out = {("overall",): side.point.overall}
+    for attr in side.groups:
+        rep = side.point.by_attribute[attr]
+        for f in ATTRIBUTE_FIELDS:
+            out[(attr, f)] = getattr(rep, f)
+    return out
+
+
+def paired_p_value(diffs: np.ndarray) -> float:
+    """Two-sided percentile-bootstrap p-value of "no difference" (:data:`P_VALUE_DEFINITION`);
+    NaN replicates are left out, NaN when none is defined."""
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return float("nan")
+    b = d.size
+    low = (1 + np.sum(d <= 0)) / (b + 1)
+    high = (1 + np.sum(d >= 0)) / (b + 1)
+    return float(min(1.0, 2.0 * min(low, high)))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order (NaN stays NaN and is not
+    counted in the family): ``p_(i) * (m - i + 1)`` made monotone, capped at 1."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for i, j in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[j]))
+        out[j] = running
+    return [float(v) for v in out]
+
+
+def _drop_failed(records: pd.DataFrame) -> pd.DataFrame:
+    if _failed_counts(records):
+        records = records[records["error"].isna()]
+    return records
+
+
+def _task_ids(df: pd.DataFrame, label: str, task: str) -> pd.Index:
+    ids = pd.Index(df["sample_id"].astype(str))
+    if ids.has_duplicates:
+        dup = ids[ids.duplicated()][0]
+        raise bad_value(
+            f"{label} records of task {task!r}",
+            f"sample_id {dup!r} twice",
+            "compare audits with one record per (sample, task)",
+            DataError,
+        )
+    return ids
+
+
+def _check_same_ids(ref: pd.Index, other: pd.Index, task: str, ref_label, other_label) -> None:
+    if set(ref) == set(other):
+        return
+    only_ref = sorted(set(ref) - set(other))
+    only_other = sorted(set(other) - set(ref))
+    raise DataError(
+        f"sample ids of task {task!r} differ: {len(only_ref)} only in {ref_label} "
+        f"{only_ref[:3]}, {len(only_other)} only in {other_label} {only_other[:3]}; compare "
+        "audits of the same samples (same data, split and --limit)"
+    )
+
+
+def compare_records(
+    ref: pd.DataFrame,
+    other: pd.DataFrame,
+    *,
+    ref_config: MetricsConfig | None = None,
+    other_config: MetricsConfig | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    labels: tuple[str, str] = ("REF", "OTHER"),
+) -> tuple[dict, list[str]]:
+    """Paired comparison of two audits' records (module docstring).
+
+    Returns ``({task: {metric: {"overall": entry, "by_attribute": {attr: {field: entry}}}}},
+    notes)`` with ``entry = {"ref", "other", "diff", "ci", "p_value"}`` (unadjusted).
+
+    Raises:
+        DataError: no task in common, or a task whose sample ids differ.
+    """
+    if n_boot < 1:
+        raise bad_value("n_boot", n_boot, "a paired comparison needs replicates, e.g. 1000")
+    if not 0.0 < level < 1.0:
+        raise bad_value("level", level, "use a coverage in (0, 1), e.g. 0.95")
+    cfgs = (ref_config or MetricsConfig(), other_config or MetricsConfig())
+    prepared = []
+    for records, cfg in zip((ref, other), cfgs, strict=True):
+        records = _drop_failed(records)
+        _validate(records, cfg)
+        prepared.append(dict(task_contexts(records, cfg, _Capture)))
+    ref_ctx, other_ctx = prepared
+    notes = [
+        f"task {t!r} only in {lab}: not compared"
+        for ctxs, lab in ((ref_ctx, labels[0]), (other_ctx, labels[1]))
+        for t in ctxs
+        if t not in (other_ctx if ctxs is ref_ctx else ref_ctx)
+    ]
+    common = [t for t in ref_ctx if t in other_ctx]
+    if not common:
+        raise bad_value(
+            "tasks",
+            f"{labels[0]}: {sorted(ref_ctx)}, {labels[1]}: {sorted(other_ctx)}",
+            "compare audits that share at least one task",
+            DataError,
+        )
+    out: dict = {}
+    for task in common:
+        rc, oc = ref_ctx[task], other_ctx[task]
+        rid = _task_ids(rc.df, labels[0], task)
+        oid = _task_ids(oc.df, labels[1], task)
+        _check_same_ids(rid, oid, task, *labels)
+        other_pos = oid.get_indexer(rid)  # OTHER position of each REF position
+        rm = AUDIT_TASKS.get(task).compute(rc, None)
+        om = AUDIT_TASKS.get(task).compute(oc, None)
+        pairs = {}
+        for name, entry in rm.items():
+            oentry = om.get(name)
+            if not (isinstance(entry, dict) and "_call" in entry):
+                if isinstance(entry, dict) and entry.get("kind") in ("ranking", "disparity"):
+                    notes.append(f"{task} {name}: {entry['kind']} metric, not compared")
+                continue
+            if not (isinstance(oentry, dict) and "_call" in oentry):
+                notes.append(f"{task} {name}: only in {labels[0]}, not compared")
+                continue
+            pairs[name] = (
+                _side(rc, rc.calls[entry["_call"]], cfgs[0]),
+                _side(oc, oc.calls[oentry["_call"]], cfgs[1]),
+            )
+        out[task] = _compare_task(pairs, len(rid), other_pos, n_boot, level, seed)
+    return out, notes
+
+
+def _compare_task(pairs: dict, n: int, other_pos, n_boot: int, level: float, seed: int) -> dict:
+    boot: dict = {name: {} for name in pairs}
+    for idx in replicate_indices(n, n_boot, seed):
+        for name, (rs, os_) in pairs.items():
+            rq = _quantities(rs, rs.replicate_values(idx))
+            oq = _quantities(os_, os_.replicate_values(other_pos[idx]))
+            for key in rq.keys() & oq.keys():
+                boot[name].setdefault(key, []).append(oq[key] - rq[key])
+    out: dict = {}
+    for name, (rs, os_) in pairs.items():
+        rp, op = _points(rs), _points(os_)
+        diffs = {k: np.concatenate(v) for k, v in boot[name].items()}
+
+        def entry(key, rp=rp, op=op, diffs=diffs):
+            ref_v, other_v = float(rp[key]), float(op[key])
+            d = diffs[key]
+            return {
+                "ref": ref_v,
+                "other": other_v,
+                "diff": other_v - ref_v,
+                "ci": list(percentile_ci(d, level)),
+                "p_value": paired_p_value(d),
+            }
+
+        by_attr = {
+            attr: {f: entry((attr, f)) for f in ATTRIBUTE_FIELDS}
+            for attr in rs.groups
+            if attr in os_.groups
+        }
+        out[name] = {"overall": entry(("overall",)), "by_attribute": by_attr}
+    return out
+
+
+def _entries(comparisons: dict):
+    """Every leaf entry of ``comparisons``, in a fixed order."""
+    for tasks in comparisons.values():
+        for metrics in tasks.values():
+            for m in metrics.values():
+                yield m["overall"]
+                for fields in m["by_attribute"].values():
+                    yield from fields.values()
+
+
+def _load_audit(path: str | Path, label: str) -> tuple[pd.DataFrame, MetricsConfig, str | None]:
+    import yaml
+
+    folder = Path(path)
+    file = folder / "config.yaml"
+    if not folder.is_dir() or not file.is_file() or not (folder / "records.parquet").is_file():
+        raise bad_value(
+            label,
+            str(path),
+            "give an audit folder (records.parquet, config.yaml, metrics.json)",
+            DataError,
+        )
+    doc = yaml.safe_load(file.read_text()) or {}
+    audit = doc.get("audit") if isinstance(doc, dict) else None
+    if not isinstance(audit, dict):
+        raise bad_value(label, str(path), f"{file} is not an audit's config.yaml", DataError)
+    cfg = MetricsConfig.from_dict(audit.get("metrics") or {})
+    return read_records(folder), cfg, audit.get("split")
+
+
+def compare_audits(
+    reference: str | Path,
+    others: Sequence[str | Path],
+    *,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    holm_correction: bool = True,
+) -> dict:
+    """Compare audit folders ``others`` with ``reference`` (module docstring): the
+    ``comparison.json`` document, with ``p_holm`` (``None`` without ``holm_correction``)
+    and ``significant`` (adjusted p, else raw p, below ``1 - level``) on every entry.
+
+    Raises:
+        DataError: a folder that is not an audit, another split, other sample ids.
+    """
+    if not others:
+        raise bad_value("OTHER", [], "give at least one audit folder to compare", DataError)
+    ref_records, ref_cfg, ref_split = _load_audit(reference, "REF")
+    names = [Path(o).name for o in others]
+    if len(set(names)) < len(names):
+        names = [str(o) for o in others]
+    if len(set(names)) < len(names):
+        raise bad_value("OTHER", [str(o) for o in others], "give each audit folder once", DataError)
+    comparisons: dict = {}
+    notes: dict = {}
+    for name, other in zip(names, others, strict=True):
+        records, cfg, split = _load_audit(other, "OTHER")
+        if split != ref_split:
+            raise DataError(
+                f"splits differ: REF {str(reference)!r} audited {ref_split!r}, OTHER "
+                f"{str(other)!r} audited {split!r}; compare audits of the same split"
+            )
+        comparisons[name], notes[name] = compare_records(
+            ref_records, records, ref_config=ref_cfg, other_config=cfg, n_boot=n_boot,
+            level=level, seed=seed, labels=(f"REF {str(reference)!r}", f"OTHER {str(other)!r}"),
+        )  # fmt: skip
+    entries = list(_entries(comparisons))
+    adjusted = holm([e["p_value"] for e in entries]) if holm_correction else [None] * len(entries)
+    alpha = 1.0 - level
+    for e, adj in zip(entries, adjusted, strict=True):
+        e["p_holm"] = adj
+        p = adj if holm_correction else e["p_value"]
+        e["significant"] = bool(p is not None and np.isfinite(p) and p < alpha)
+    return clean_json(
+        {
+            "reference": str(reference),
+            "n_boot": n_boot,
+            "level": level,
+            "seed": seed,
+            "holm": holm_correction,
+            "p_value_definition": P_VALUE_DEFINITION,
+            "comparisons": comparisons,
+            "others": dict(zip(names, map(str, others), strict=True)),
+            "notes": notes,
+        }
+    )
+
+
+def write_comparison(doc: dict, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write ``out_dir/comparison.json`` atomically; ``out_dir`` follows the marker rule
+    (:func:`fairvlm.atomic.check_output_dir`, kind ``comparison``)."""
+    out = Path(out_dir)
+    check_output_dir(out, COMPARE_KIND, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, COMPARE_KIND)
+    path = out / COMPARISON_FILE
+    atomic_write_text(path, json.dumps(clean_json(doc), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def _verdict(e: dict, goal: str | None, level: float) -> str:
+    if e["diff"] is None or e["p_value"] is None:
+        return "undefined"
+    if not e["significant"]:
+        return "no significant change"
+    up = e["diff"] > 0
+    word = "higher" if up else "lower"
+    if goal in ("max", "min"):
+        better = up == (goal == "max")
+        word += ", better" if better else ", worse"
+    return f"significantly {word}"
+
+
+def format_comparison(doc: dict) -> str:
+    """The table of a comparison: one line per compared quantity, with a verdict in words."""
+    level = doc["level"]
+    holm_on = doc["holm"]
+    pcol = "p_holm" if holm_on else "p"
+    lines = [
+        f"{'vs reference':<14} {'task':<9} {'metric':<20} {'value':<26} {'ref':>8} {'other':>8} "
+        f"{'diff':>8} {f'{level:.0%} CI':>18} {pcol:>7}  verdict"
+    ]
+    for name, tasks in doc["comparisons"].items():
+        for task, metrics in tasks.items():
+            goals = AUDIT_TASKS.get(task).goals if task in AUDIT_TASKS else {}
+            for metric, m in metrics.items():
+                rows = [("overall", m["overall"], goals.get(metric))]
+                for attr, fields in m["by_attribute"].items():
+                    for f, e in fields.items():
+                        goal = "min" if f == "gap" else goals.get(metric)
+                        rows.append((f"{attr} {f}", e, goal))
+                for what, e, goal in rows:
+                    p = e["p_holm"] if holm_on else e["p_value"]
+                    lines.append(
+                        f"{name[:14]:<14} {task:<9} {metric[:20]:<20} {what[:26]:<26} "
+                        f"{_f(e['ref']):>8} {_f(e['other']):>8} {_f(e['diff']):>8} "
+                        f"{_ci(e['ci']):>18} {_f(p, 3):>7}  {_verdict(e, goal, level)}"
+                    )
+    n_sig = sum(e["significant"] for e in _entries(doc["comparisons"]))
+    n_all = sum(1 for _ in _entries(doc["comparisons"]))
+    how = "Holm-adjusted p" if holm_on else "unadjusted p"
+    lines.append(
+        f"{n_sig} of {n_all} changes are significant at the {level:.0%} level ({how} < "
+        f"{1 - level:.3g}; paired bootstrap, {doc['n_boot']} replicates)"
+    )
+    floor = 2.0 / (doc["n_boot"] + 1)  # the smallest p that n_boot replicates can give
+    needed = (1 - level) / n_all if holm_on and n_all else 1 - level
+    if floor >= needed:
+        lines.append(
+            f"note: with {doc['n_boot']} replicates no p-value can go below {floor:.3g}, and "
+            f"significance needs p < {needed:.3g}: use --n-boot {math.ceil(2 / needed)} or more"
+        )
+    for name, notes in doc.get("notes", {}).items():
+        lines += [f"{name}: note: {n}" for n in notes]
+    return "\n".join(lines)
+
+
+def _f(v, digits: int = 4) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _ci(ci) -> str:
+    lo, hi = (ci or [None, None])[:2]
+    return "-" if lo is None or hi is None else f"[{lo:.3f}, {hi:.3f}]"
+
+
+__all__ = [
+    "COMPARE_KIND",
+    "COMPARISON_FILE",
+    "P_VALUE_DEFINITION",
+    "compare_audits",
+    "compare_records",
+    "format_comparison",
+    "holm",
+    "paired_p_value",
+    "write_comparison",
+]
