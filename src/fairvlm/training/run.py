@@ -109,7 +109,10 @@ def _check_out_dir(out: Path, record: dict[str, Any], resume: bool) -> str | Non
     ckpt_root = out / CHECKPOINTS
     saved = out / CONFIG_FILE
     if not resume:
-        if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
+        # only the main process judges the folder: the others would see what it already
+        # wrote there (its lock, its marker) in a multi-process launch
+        busy = out.exists() and any(p.name != LOCK_FILE for p in out.iterdir())
+        if busy and _is_main_process():
             raise ConfigError(
                 f"out={str(out)!r} is not empty: pass resume=True (--resume) or choose another --out"
             )
