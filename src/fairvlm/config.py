@@ -60,18 +60,18 @@ def _is_config(hint: Any) -> bool:
     return isinstance(hint, type) and issubclass(hint, Config)
 
 
-def _optional(hint: Any) -> tuple[Any, bool]:
-    """``(X, True)`` for ``X | None``; ``(hint, False)`` otherwise."""
+def _without_none(hint: Any) -> Any:
+    """``X`` for ``X | None``; ``hint`` itself otherwise."""
     if get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in get_args(hint) if a is not type(None)]
         if len(args) == 1 and len(args) < len(get_args(hint)):
-            return args[0], True
-    return hint, False
+            return args[0]
+    return hint
 
 
 def coerce(name: str, value: Any, hint: Any) -> Any:
     """``value`` converted to annotation ``hint`` where that is unambiguous (module doc)."""
-    hint, _ = _optional(hint)
+    hint = _without_none(hint)
     if value is None:
         return None
     if _is_config(hint):
