@@ -23,8 +23,11 @@ GOAL = re.compile(r"goal:?\s*(?:ratio\s*)?(<=|>=)\s*([0-9]+(?:\.[0-9]+)?)", re.I
 
 
 def scripts(only: list[str] | None = None) -> list[Path]:
-    """The benchmark scripts (every ``*.py`` here but this one), optionally filtered."""
-    found = sorted(p for p in HERE.glob("*.py") if p.name != Path(__file__).name)
+    """The benchmark scripts (every ``*.py`` here but this one and the helpers named
+    ``_*.py``), optionally filtered."""
+    found = sorted(
+        p for p in HERE.glob("*.py") if p.name != Path(__file__).name and not p.name.startswith("_")
+    )
     if only:
         found = [p for p in found if any(o in p.stem for o in only)]
     return found

@@ -68,6 +68,11 @@ class CountingVLM:
         self.seen.update((s.task, s.id) for s in samples)
         return self._vlm.score_options(samples, options, **kwargs)
 
+    def generate_and_score(self, samples, options, **kwargs):
+        self.calls["generate_and_score"] += 1
+        self.seen.update((s.task, s.id) for s in samples)
+        return self._vlm.generate_and_score(samples, options, **kwargs)
+
     def __getattr__(self, name):
         return getattr(self._vlm, name)
 
@@ -95,3 +100,6 @@ class FakeVLM:
             sums[i, : len(opts)] = self.scores.get(s.id, [-1.0] * len(opts))
         n = np.where(np.isnan(sums), 0, 2)
         return OptionScores(sum_logprob=sums, mean_logprob=sums / 2, n_tokens=n)
+
+    def generate_and_score(self, samples, options, **kwargs):
+        return self.generate(samples), self.score_options(samples, options)

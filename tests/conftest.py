@@ -4,11 +4,15 @@
 (once) and returns the directory of any family; ``tiny_vlm(family)`` the adapter that
 was saved there (in memory, shared by every test: do not change its weights; load your
 own copy with ``load_vlm(tiny_vlm_dir(family))`` to train it). ``make_samples(n)`` gives
-samples with small random images.
+samples with small random images. ``published_dir(family)`` is the directory of
+``fairvlm tiny FAMILY --geometry published`` and ``published_vlm(family)`` its adapter
+(on CPU, shared: do not change its weights), each built once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -96,5 +100,41 @@ def make_samples():
                 )
             )
         return out
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def published_dir(tmp_path_factory):
+    """Factory: the folder of ``fairvlm tiny FAMILY OUT --geometry published``, built once."""
+    from fairvlm.cli import main
+
+    root = tmp_path_factory.mktemp("published")
+    built: dict[str, str] = {}
+
+    def make(family: str) -> str:
+        if family not in built:
+            out = root / family
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                assert main(["tiny", family, str(out), "--geometry", "published"]) == 0
+            assert "published geometry" in printed.getvalue()
+            built[family] = str(out)
+        return built[family]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def published_vlm(published_dir):
+    """Factory: the adapter of ``published_dir(family)``, loaded once on CPU."""
+    from fairvlm.models import load_vlm
+
+    loaded: dict[str, object] = {}
+
+    def make(family: str):
+        if family not in loaded:
+            loaded[family] = load_vlm(published_dir(family), device="cpu")
+        return loaded[family]
 
     return make

@@ -99,7 +99,7 @@ def test_resume_after_a_kill_writes_the_same_records_and_metrics(
         run_audit(killed, data, _config(), tmp_path / "a", on_batch=kill_after_three)
     assert not (tmp_path / "a" / "records.parquet").exists()
     assert len(list((tmp_path / "a" / "records.parts").glob("*.parquet"))) == 3
-    assert sum(killed.seen.values()) == 6 * 2 + 4  # vqa: generate + score; report: generate
+    assert sum(killed.seen.values()) == 6 + 4  # vqa: generate_and_score; report: generate
 
     resumed = CountingVLM(tiny_vlm("llava"))
     run_audit(resumed, data, _config(), tmp_path / "a")

@@ -226,3 +226,44 @@ def test_jobs_must_be_a_positive_integer(tmp_path):
     assert load("data: {synth: clinical}\n", tmp_path).jobs == 1
     msg = error_of("name: x\njobs: 0\ndata: {synth: clinical}\n", tmp_path)
     assert "exp.yaml:2: jobs" in msg and "positive integer" in msg
+
+
+@pytest.mark.parametrize(
+    ("audit", "expected"),
+    [
+        ("{limit: 8}", {"limit": 8, "limit_mode": "stratified", "seed": 0}),
+        ("{limit: 8, config: {limit_mode: first}}", {"limit": 8, "limit_mode": "first", "seed": 0}),
+        ("{tasks: [probe]}", {"tasks": ["probe"], "seed": 0}),  # no limit: no draw to hash
+    ],
+)
+def test_a_limited_audit_stage_hashes_its_limit_mode(audit, expected, tmp_path, tiny_llava):
+    """Stages cached when a limit took the first samples are stale under the new default."""
+    from fairvlm.experiment.plan import plan_experiment
+
+    exp = load(
+        f"data: {{synth: social}}\nmodel: {{path: {tiny_llava}}}\naudit: {audit}\nmethods: [asd]\n",
+        tmp_path,
+    )
+    (plan,) = plan_experiment(exp, tmp_path / "run")
+    base = next(s for s in plan.stages if s.id == "exp/audit/base")
+    assert base.config["audit"] == expected
+
+
+def test_summary_reference_names_a_row_of_the_study(tmp_path):
+    text = """\
+        data: {synth: clinical}
+        methods: [lora, {method: reweight, name: fl, config: {method: {attributes: [skin_tone]}}}]
+        summary:
+          attributes: [skin_tone]
+          reference: %s
+        """
+    assert load(text % "fl", tmp_path).studies["exp"].summary.reference == "fl"
+    assert (
+        load(text.replace("          reference: %s\n", ""), tmp_path)
+        .studies["exp"]
+        .summary.reference
+        == "base"
+    )
+    msg = error_of(text % "reweight", tmp_path)
+    assert "exp.yaml:5: summary.reference: " in msg and "\n" not in msg
+    assert "'reweight' is not a row of this study: use one of ['base', 'lora', 'fl']" in msg

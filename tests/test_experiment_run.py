@@ -71,11 +71,30 @@ def test_run_cache_and_targeted_reruns(experiment, tmp_path):
         metrics = json.loads((tmp_path / "a" / row["audit"] / "metrics.json").read_text())
         acc = metrics["tasks"]["vqa"]["metrics"]["accuracy"]["overall"]
         assert row["values"]["vqa.accuracy"]["value"] == pytest.approx(acc)
+    # each row against base: the paired comparison of its audit (n_boot 50 as the audit's)
+    study = summary["studies"][0]
+    assert study["reference"] == "base" and study["comparison"]["n_boot"] == 50
+    assert rows[0]["values"]["vqa.accuracy"]["vs_reference"] is None
+    vs = rows[1]["values"]["vqa.accuracy"]["vs_reference"]
+    assert vs["diff"] == pytest.approx(
+        rows[1]["values"]["vqa.accuracy"]["value"] - rows[0]["values"]["vqa.accuracy"]["value"]
+    )
+    assert 0 < vs["p_value"] <= vs["p_holm"] <= 1
     assert (tmp_path / "a/report.html").stat().st_size > 10_000
 
     again = run_experiment(yaml_path, tmp_path / "a", echo=False, report=False)
     assert again.ran == [] and len(again.cached) == 5
     assert _tokens(again) == _tokens(first)
+
+    # another reference row: the table only (every stage is up to date)
+    other_ref = experiment / "exp_ref.yaml"
+    other_ref.write_text(yaml_path.read_text() + "summary: {reference: lora}\n")
+    by_lora = run_experiment(other_ref, tmp_path / "a", echo=False, report=False)
+    assert by_lora.ran == []
+    study = by_lora.summary["studies"][0]
+    lora_rows = {r["method"]: r["values"]["vqa.accuracy"] for r in study["rows"]}
+    assert study["reference"] == "lora" and lora_rows["lora"]["vs_reference"] is None
+    assert lora_rows["base"]["vs_reference"]["diff"] == pytest.approx(-vs["diff"])
 
     forced = run_experiment(yaml_path, tmp_path / "a", only=["audit"], force=["lora"],
                             echo=False, report=False)  # fmt: skip

@@ -132,16 +132,27 @@ def test_pattern_matching():
 def timed_action(ctx):
     """A picklable action for worker processes: prints a line (captured to stage.log),
     sleeps ``sleep`` seconds, records when it ran and what its inputs wrote, and raises
-    when its config says ``fail`` and no ``ok`` file was put in the run folder."""
+    when its config says ``fail`` and no ``ok`` file was put in the run folder. With
+    ``meet: OTHER`` it waits (up to 60 s) until stage OTHER has started and records
+    whether it did: two stages that meet ran at the same time, however loaded the
+    machine (a sleep alone does not prove it there)."""
     import time
 
     print(f"hello from {ctx.stage.id}")
     start = time.time()
+    (ctx.run_dir / f"started-{ctx.stage.id.replace('/', '-')}").write_text("")
     if ctx.stage.config.get("fail") and not (ctx.run_dir / "ok").exists():
         raise RuntimeError(f"boom in {ctx.stage.id}")
+    met = None
+    if other := ctx.stage.config.get("meet"):
+        flag = ctx.run_dir / f"started-{other.replace('/', '-')}"
+        deadline = time.time() + 60
+        while not flag.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        met = flag.exists()
     time.sleep(ctx.stage.config.get("sleep", 0))
     inputs = {k: json.loads((v / "out.json").read_text())["id"] for k, v in ctx.inputs.items()}
-    out = {"id": ctx.stage.id, "inputs": inputs, "start": start, "end": time.time()}
+    out = {"id": ctx.stage.id, "inputs": inputs, "start": start, "end": time.time(), "met": met}
     (ctx.folder / "out.json").write_text(json.dumps(out))
 
 
@@ -150,8 +161,8 @@ def forked(fail: bool = False) -> list[Stage]:
     return [
         Stage("a/data", "data", "a/data", {}, timed_action),
         Stage("a/base", "base", "a/base", {}, timed_action, ["a/data"]),
-        Stage("a/x", "train", "a/x", {"sleep": 1.5}, timed_action, ["a/base"]),
-        Stage("a/y", "train", "a/y", {"sleep": 1.5, "fail": fail}, timed_action, ["a/base"]),
+        Stage("a/x", "train", "a/x", {"meet": "a/y"}, timed_action, ["a/base"]),
+        Stage("a/y", "train", "a/y", {"meet": "a/x", "fail": fail}, timed_action, ["a/base"]),
         Stage("a/audit", "audit", "a/audit", {}, timed_action, ["a/x", "a/y"]),
         Stage("b/data", "data", "b/data", {"sleep": 0.5}, timed_action),
     ]
@@ -177,7 +188,7 @@ def test_parallel_run_respects_inputs_and_overlaps_independent_stages(tmp_path):
             assert _out(tmp_path, dep)["end"] <= out["start"]
         assert f"hello from {stage.id}" in (tmp_path / stage.id / "stage.log").read_text()
     x, y = _out(tmp_path, "a/x"), _out(tmp_path, "a/y")
-    assert max(x["start"], y["start"]) < min(x["end"], y["end"])  # ran at the same time
+    assert x["met"] and y["met"]  # each saw the other start before it ended: in parallel
     assert [e for e in events if e[1] == "done"] and len(events) == 2 * len(forked())
 
     again = run_parallel(StageGraph(tmp_path, forked()), 2)

@@ -39,7 +39,9 @@ def _toy():
 
 def test_group_values_gap_ratio_std_and_unknowns_by_hand():
     y_true, y_pred, sf = _toy()
-    rep = group_report(accuracy, y_true, y_pred, sf, n_boot=0, min_group_size=3)
+    rep = group_report(
+        accuracy, y_true, y_pred, sf, n_boot=0, min_group_size=3, include_small_groups=True
+    )
     sex = rep.by_attribute["sex"]
     assert rep.overall == pytest.approx(5 / 7)
     assert sex.groups["f"].value == pytest.approx(0.75) and sex.groups["f"].n == 4
@@ -52,9 +54,68 @@ def test_group_values_gap_ratio_std_and_unknowns_by_hand():
     assert sex.es_fairclip == pytest.approx((4 / 6) / (1 + abs(0.75 - 4 / 6) + abs(0.5 - 4 / 6)))
     assert sex.es_fairllava == pytest.approx((4 / 6) / 1.25)
     assert sex.groups["m"].diff_to_overall == pytest.approx(0.5 - 4 / 6)
-    # Small groups are flagged, not dropped.
+    # Small groups are flagged; asked to, the gap counts them.
     assert sex.groups["m"].small and not sex.groups["f"].small
-    assert sex.n_small == 1
+    assert sex.n_small == 1 and sex.left_out == []
+
+
+def test_signed_pair_difference_keeps_its_groups_fixed_in_the_replicates():
+    # two close groups: a 0.52, b 0.50 on 100 samples each
+    y_true = ["x"] * 200
+    y_pred = ["x"] * 52 + ["y"] * 48 + ["x"] * 50 + ["y"] * 50
+    sf = pd.Series(["a"] * 100 + ["b"] * 100, name="g")
+    rep = group_report(accuracy, y_true, y_pred, sf, n_boot=400, seed=1).by_attribute["g"]
+    assert rep.pair["groups"] == ["a", "b"] and rep.pair["diff"] == pytest.approx(0.02)
+    assert rep.gap == pytest.approx(0.02)
+    # the pair's replicates, written out: the same draws, a minus b every time
+    correct = np.array([p == "x" for p in y_pred], dtype=float)
+    groups = sf.to_numpy()
+    d = []
+    for idx in replicate_indices(200, 400, 1):
+        for row in idx:
+            c, g = correct[row], groups[row]
+            d.append(c[g == "a"].mean() - c[g == "b"].mean())
+    assert rep.pair["ci"] == pytest.approx(np.quantile(d, [0.025, 0.975]).tolist())
+    # the pair's CI crosses 0 and holds its estimate; max - min's sits above it
+    assert rep.pair["ci"][0] < 0 < 0.02 < rep.pair["ci"][1]
+    assert rep.gap_ci[0] > 0 and rep.gap_ci[1] > rep.pair["ci"][1]
+    doc = group_report(accuracy, y_true, y_pred, sf, n_boot=0).to_dict()["by_attribute"]["g"]
+    assert doc["gap_pair"] == {
+        "groups": ["a", "b"],
+        "diff": pytest.approx(0.02),
+        "ci": [None, None],
+    }
+
+
+def test_small_group_is_left_out_of_the_gap_unless_asked():
+    # a: 20 samples, 15 right; b: 20 samples, 10 right; c: 3 samples, none right (extreme)
+    n = {"a": 20, "b": 20, "c": 3}
+    right = {"a": 15, "b": 10, "c": 0}
+    y_true = ["x"] * sum(n.values())
+    y_pred = [p for g in n for p in ["x"] * right[g] + ["y"] * (n[g] - right[g])]
+    sf = pd.Series([g for g in n for _ in range(n[g])], name="site")
+    rep = group_report(accuracy, y_true, y_pred, sf, n_boot=200, min_group_size=10)
+    site = rep.by_attribute["site"]
+    assert site.groups["c"].value == 0.0 and site.groups["c"].n == 3 and site.groups["c"].small
+    assert site.left_out == ["c"]
+    assert site.gap == pytest.approx(0.75 - 0.5)  # c (0.0) would make it 0.75
+    assert site.ratio == pytest.approx(0.5 / 0.75) and site.std == pytest.approx(0.125)
+    m = site.overall_known  # all 43 samples: the small group is still in M
+    assert m == pytest.approx(25 / 43)
+    assert site.es_fairllava == pytest.approx(m / 1.25)
+    assert site.es_fairclip == pytest.approx(m / (1 + abs(0.75 - m) + abs(0.5 - m)))
+    assert site.gap_ci[1] < 0.75  # the replicates leave c out too
+    doc = rep.to_dict()["by_attribute"]["site"]
+    assert doc["left_out_of_gap"] == ["c"] and doc["groups"]["c"]["small"] is True
+    full = group_report(
+        accuracy, y_true, y_pred, sf, n_boot=200, min_group_size=10, include_small_groups=True
+    ).by_attribute["site"]
+    assert full.gap == pytest.approx(0.75) and full.left_out == []
+    assert full.gap_ci[1] > 0.75 > site.gap_ci[1]
+    # one group left in the gap: no gap (NaN), not 0
+    one = group_report(accuracy, y_true[:23], y_pred[:23], sf[:23].where(sf[:23] != "b", "c"),
+                       n_boot=0, min_group_size=10).by_attribute["site"]  # fmt: skip
+    assert one.left_out == ["c"] and math.isnan(one.gap) and math.isnan(one.es_fairllava)
 
 
 def test_intersections_and_all_unknown_attribute():

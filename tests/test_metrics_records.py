@@ -102,6 +102,40 @@ def test_vqa_metrics_by_hand():
     json.dumps(m, allow_nan=False)
 
 
+def test_small_groups_are_left_out_of_gaps_with_a_note():
+    # skin_tone&sex: light&female 2 samples (both right), the others 3 each (2/3, 2/3, 1/3)
+    m = compute_metrics(vqa_records(), n_boot=0, min_group_size=3)
+    inter = m["tasks"]["vqa"]["metrics"]["accuracy"]["by_attribute"]["skin_tone&sex"]
+    assert inter["groups"]["light&female"] == {
+        "value": 1.0, "n": 2, "ci": [None, None], "small": True,
+        "diff_to_overall": pytest.approx(1.0 - 7 / 11),
+    }  # fmt: skip
+    assert inter["left_out_of_gap"] == ["light&female"]
+    assert inter["gap"] == pytest.approx(2 / 3 - 1 / 3)  # with light&female: 1 - 1/3
+    note = (
+        "skin_tone&sex: groups ['light&female'] have fewer than 3 samples and are left out "
+        "of its gaps and ES (metrics include_small_groups: true counts them)"
+    )
+    assert m["tasks"]["vqa"]["notes"].count(note) == 1  # once per task, not per metric
+    cfg = MetricsConfig(n_boot=0, min_group_size=3, include_small_groups=True)
+    full = compute_metrics(vqa_records(), config=cfg)["tasks"]["vqa"]
+    inter = full["metrics"]["accuracy"]["by_attribute"]["skin_tone&sex"]
+    assert inter["gap"] == pytest.approx(1 - 1 / 3) and inter["left_out_of_gap"] == []
+    assert not any("left out of its gaps" in n for n in full["notes"])
+
+
+def test_chance_level_of_every_accuracy():
+    from fairvlm.metrics.clinical import chance_level
+
+    # 2 options each: uniform guessing 1/2; 6 of 12 targets melanoma: majority 1/2
+    vqa = compute_metrics(vqa_records(), n_boot=0)["tasks"]["vqa"]["metrics"]
+    assert vqa["accuracy"]["chance"] == 0.5 and vqa["option_accuracy"]["chance"] == 0.5
+    assert vqa["balanced_accuracy"]["chance"] == 0.5
+    # majority wins over guessing: 3 of 4 targets 'a' with 2 options; guessing wins: 4 options
+    assert chance_level(["a", "a", "a", "b"], [2, 2, 2, 2]) == 0.75
+    assert chance_level(["a", "b", "c", "d"], [4, 4, 2, 2]) == pytest.approx(0.375)
+
+
 def test_pred_column_wins_over_parsing_and_scoring_only_records():
     df = vqa_records()
     df.loc[8, "pred"] = "melanoma"  # the runner parsed it with its own vocabulary
@@ -115,7 +149,7 @@ def test_pred_column_wins_over_parsing_and_scoring_only_records():
 
 def test_probe_and_describe_metrics():
     df = probe_describe_records()
-    m = compute_metrics(df, n_boot=20, k=2)
+    m = compute_metrics(df, n_boot=20, k=2, min_group_size=2)
     probe = m["tasks"]["probe"]["metrics"]
     ref = ranking_bias(
         df[df.task == "probe"].p_yes.tolist(),

@@ -142,7 +142,12 @@ def test_sentiment_and_its_gap():
     s = sentiment_scores(texts)
     assert s[0] > 0.5 and s[1] < -0.5 and math.isnan(s[2]) and s[3] == 0.0
     rep = group_report(
-        mean_metric("sentiment"), None, s, pd.Series(["a", "b", "a", "b"], name="g"), n_boot=0
+        mean_metric("sentiment"),
+        None,
+        s,
+        pd.Series(["a", "b", "a", "b"], name="g"),
+        n_boot=0,
+        min_group_size=1,
     )
     # group a: mean of s0 (NaN left out); group b: mean of s1 and s3.
     assert rep.by_attribute["g"].groups["a"].value == pytest.approx(s[0])

@@ -15,7 +15,8 @@ from PIL import Image
 
 from fairvlm.data import Sample, save_dataset
 from fairvlm.errors import DataError
-from fairvlm.experiment.summary import choose_columns, format_table, study_summary
+from fairvlm.experiment.summary import choose_columns, study_summary
+from fairvlm.experiment.summary_table import format_table
 from fairvlm.report import pareto_front, render_report, write_report
 
 GROUPS = ("dark", "light")
@@ -23,6 +24,7 @@ GROUPS = ("dark", "light")
 
 def acc_entry(groups: dict[str, float], overall: float) -> dict:
     gap = max(groups.values()) - min(groups.values())
+    high, low = max(groups, key=groups.get), min(groups, key=groups.get)
     return {
         "overall": overall,
         "ci": [overall - 0.05, overall + 0.05],
@@ -34,6 +36,7 @@ def acc_entry(groups: dict[str, float], overall: float) -> dict:
                 },
                 "gap": gap,
                 "gap_ci": [gap - 0.02, gap + 0.02],
+                "gap_pair": {"groups": [high, low], "diff": gap, "ci": [gap - 0.1, gap + 0.1]},
                 "es_fairllava": overall / (1 + gap),
                 "es_fairclip": overall / (1 + sum(abs(v - overall) for v in groups.values())),
             }
@@ -82,6 +85,23 @@ METHODS = {
     "lora": fake_metrics(0.70, 0.95, 0.40, -0.9),
     "fairllava": fake_metrics(0.80, 0.85, 0.35, 0.2),
 }
+
+
+def fake_versus(columns) -> dict:
+    """A comparison with the reference as :func:`compare_to_reference` gives it: lora's
+    accuracy significantly higher (marked), fairllava's significantly lower (not marked),
+    fairllava's gap lower but not significant (not marked)."""
+
+    def vs(diff: float, p_holm: float, better: bool) -> dict:
+        ci = [diff - 0.02, diff + 0.02]
+        return {"diff": diff, "ci": ci, "p_value": p_holm / 4, "p_holm": p_holm,
+                "significant": p_holm < 0.05, "better": better}  # fmt: skip
+
+    cells = {m: dict.fromkeys(c.key for c in columns) for m in ("lora", "fairllava")}
+    cells["lora"]["vqa.accuracy"] = vs(0.075, 0.01, True)
+    cells["fairllava"]["vqa.accuracy"] = vs(-0.05, 0.02, False)
+    cells["fairllava"]["vqa.accuracy.gap.skin_tone"] = vs(-0.25, 0.3, False)
+    return {"n_boot": 1000, "level": 0.95, "seed": 0, "n_tests": 3, "notes": [], "cells": cells}
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +165,7 @@ def run_dir(tmp_path_factory):
         attributes=["skin_tone"],
         utility=None,
         extra={"data": "clinical/data/dataset", "split": "test"},
+        versus=fake_versus,
     )
     summary = {
         "experiment": "fake",
@@ -157,7 +178,7 @@ def run_dir(tmp_path_factory):
     return root
 
 
-def test_columns_and_best_marks(run_dir):
+def test_columns_and_better_marks(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     study = summary["studies"][0]
     keys = [c["key"] for c in study["columns"]]
@@ -171,17 +192,28 @@ def test_columns_and_best_marks(run_dir):
         "probe.max_skew",
         "probe.min_skew",
     ]
-    best = study["best"]
-    assert best["vqa.accuracy"] == ["lora", "fairllava"]  # 0.825 each: a tie marks both
-    assert best["vqa.accuracy.gap.skin_tone"] == ["fairllava"]  # gap 0.05
-    assert best["report.rouge_l"] == ["lora"]
-    assert best["probe.min_skew"] == ["fairllava"]  # |0.2| is closest to 0
-    assert best["report.rouge_l.gap.skin_tone"] == ["base", "lora", "fairllava"]  # all 0
+    # only a significant change in the column's direction is marked; the best value
+    # without significance (fairllava's gap) is not
+    assert study["better"] == {"vqa.accuracy": ["lora"]}
     lora = next(r for r in study["rows"] if r["method"] == "lora")
     assert lora["values"]["vqa.accuracy.gap.skin_tone"]["value"] == pytest.approx(0.25)
     assert lora["values"]["vqa.accuracy.es.skin_tone"]["value"] == pytest.approx(0.825 / 1.25)
     text = format_table(summary)
-    assert "0.825 [0.775, 0.875]" in text and "fairllava" in text
+    assert "0.825 [0.775, 0.875]*" in text and "0.825 [0.775, 0.875] " in text
+    assert "* = significantly better than base at 95% after Holm" in text
+    # each utility and gap column is followed by its change versus base, with its paired CI
+    header, base_line, lora_line = text.splitlines()[1:4]
+    assert header.split()[:6] == ["method", "accuracy", "(vqa)", "Δ", "vs", "base"]
+    assert header.count("Δ vs base") == 4  # accuracy, its gap, rouge_l, its gap
+    assert "(reference)" in base_line
+    assert "0.825 [0.775, 0.875]*  +0.075 [+0.055, +0.095]" in lora_line
+    assert "fairllava" in text and "-0.250 [-0.270, -0.230]" in text
+    # the signed difference of the two groups that make each gap, with its CI
+    assert (
+        "gap skin_tone (vqa), signed (pair fixed in its CI): base light - dark +0.300 "
+        "[+0.200, +0.400]; lora light - dark +0.250 [+0.150, +0.350]; fairllava light - dark "
+        "+0.050 [-0.050, +0.150]" in text
+    )
 
 
 def test_utility_selection_and_missing_columns():
@@ -207,8 +239,15 @@ def test_report_is_self_contained_with_all_sections(run_dir, tmp_path):
     assert text.count('class="plot"') == 4 + 1 + 2
     assert 'alt="fairness-utility scatter (min skew)"' in text
     assert text.count('class="sample"') == 4  # 2 per group x 2 groups
-    # the best accuracy cell is marked, the samples show each method's output
-    assert re.search(r'<td class="best">0\.825', text)
+    # lora's accuracy (significantly better than base) is marked, the samples show each
+    # method's output
+    assert len(re.findall(r'<td class="better">0\.825', text)) == 1
+    assert "&#9733; significantly better than base at 95% after Holm" in text
+    assert text.count("&Delta; vs base</th>") == 4
+    assert "n per group (vqa, skin_tone): dark 20, light 20</p>" in text
+    assert '<span class="pair">light - dark +0.050 [-0.050, +0.150]</span>' in text
+    assert "The max - min CI can exclude its own estimate" in text
+    assert '<td class="delta">+0.075<br><span class="ci">[+0.055, +0.095]</span></td>' in text
     assert "fairllava says t0" in text and "base says t1" in text and "ref 0" in text
 
 

@@ -69,7 +69,10 @@ def test_report_renders_offline(browser, demo_report):
     for table, study in zip(tables, summary["studies"], strict=True):
         rows = table.find_elements(By.TAG_NAME, "tr")
         assert len(rows) == 1 + len(study["rows"])  # header + one per method
-        assert table.find_elements(By.CSS_SELECTOR, "td.best")  # best per column marked
+        marked = table.find_elements(By.CSS_SELECTOR, "td.better")
+        assert len(marked) == sum(len(v) for v in study["better"].values())
+    legend = " ".join(p.text for p in browser.find_elements(By.CSS_SELECTOR, "p.note"))
+    assert "significantly better than base at 95% after Holm" in legend
 
     loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
     plots = browser.find_elements(By.CSS_SELECTOR, "img.plot")

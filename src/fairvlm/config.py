@@ -139,7 +139,7 @@ class Config:
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise _located(
+            raise located(
                 bad_value(prefix.rstrip(".") or cls.__name__, data, "use a mapping of fields"),
                 marks,
                 path,
@@ -152,13 +152,13 @@ class Config:
                     data[key],
                     f"not a {cls.__name__} field{did_you_mean(key, names)}; known fields: {names}",
                 )
-                raise _located(exc, marks, path)
+                raise located(exc, marks, path)
         try:
             return cls(**dict(data))
         except FairVLMError as exc:
-            raise _located(_prefixed(exc, prefix), marks, path) from None
+            raise located(_prefixed(exc, prefix), marks, path) from None
         except TypeError as exc:  # a missing required field
-            raise _located(
+            raise located(
                 bad_value(prefix.rstrip(".") or cls.__name__, dict(data), str(exc)), marks, path
             ) from None
 
@@ -188,7 +188,7 @@ def _prefixed(exc: FairVLMError, prefix: str) -> FairVLMError:
     return out
 
 
-def _located(exc: FairVLMError, marks: Any, path: tuple) -> FairVLMError:
+def located(exc: FairVLMError, marks: Any, path: tuple) -> FairVLMError:
     """``exc`` at its YAML line: the key it names, under ``path``, when marks are given."""
     if marks is None:
         return exc
@@ -196,4 +196,4 @@ def _located(exc: FairVLMError, marks: Any, path: tuple) -> FairVLMError:
     return marks.error((*path, *[k for k in key.split(".") if k and "[" not in k]), str(exc))
 
 
-__all__ = ["Config", "check_positive_int", "coerce", "is_int", "split_list", "to_plain"]
+__all__ = ["Config", "check_positive_int", "coerce", "is_int", "located", "split_list", "to_plain"]

@@ -7,10 +7,14 @@ from dataclasses import dataclass, field
 from fairvlm.config import Config, is_int
 from fairvlm.errors import bad_value
 from fairvlm.metrics.config import MetricsConfig
+from fairvlm.models.scoring import SCORING
 from fairvlm.registry import AUDIT_TASKS
 
 #: How closed tasks (vqa, concept) are answered.
 CLOSED_MODES = ("both", "generate", "score")
+#: How ``limit`` picks a task's samples: a seeded draw stratified by group and target
+#: (:mod:`fairvlm.audit.sampling`), or the first ones in the data's order.
+LIMIT_MODES = ("stratified", "first")
 
 
 @dataclass
@@ -21,10 +25,28 @@ class AuditConfig(Config):
         tasks: audit tasks among ``vqa, report, probe, describe, concept``; ``None`` =
             every task the split has samples of.
         split: the dataset split audited.
-        limit: at most this many samples *per task* (the first ones); ``None`` = all.
+        limit: at most this many samples *per task*; ``None`` = all. Which ones,
+            ``limit_mode`` says.
+        limit_mode: ``stratified``: a draw seeded by ``seed`` that keeps every stratum
+            (the audited attributes jointly, and the task's target, label or concept) in
+            proportion, returned in the data's order, so audits of the same data, limit
+            and seed take the same samples; ``first``: the first ``limit`` samples.
         batch_size: samples per model call (generation and option scoring).
-        option_batch_size: (sample, option) pairs per scoring forward pass; ``None`` =
-            ``batch_size`` x the number of options.
+        option_batch_size: sequences per scoring forward pass; ``None`` = the batch's
+            samples (``shared``) or samples x options (``independent``). With
+            ``shared`` a pass holds at most this many prefixes (image + prompt) or
+            (sample, option) continuations over a cached prefix, so memory stays flat
+            as the number of options grows; with ``independent`` it holds this many
+            (sample, option) pairs of image + prompt + option.
+        token_budget: with ``shared``, the most tokens of one option continuation
+            pass, counting each row's cached prefix (image + prompt) and its option
+            tokens: bounds the pass's memory whatever the number of options and the
+            image geometry (e.g. 8192 tokens take 13 rows at LLaVA-1.5's 576 image
+            tokens, 2 at LLaVA-NeXT's 2880).
+        scoring: how options are scored: ``shared`` (one prefill per sample; all its
+            options continue from its KV cache) or ``independent`` (one forward pass
+            of image + prompt + option per pair, K times the cost). Both give the same
+            log-probabilities to float precision; ``independent`` is the reference.
         max_new_tokens: generation budget of open tasks (report, describe).
         closed_max_new_tokens: generation budget of closed answers (vqa, concept).
         closed_mode: ``both`` (generation + label parsing, and option scoring),
@@ -40,7 +62,8 @@ class AuditConfig(Config):
             generic). By default a task runs on the samples whose ``task`` is its name.
         attributes: sensitive attributes written as ``attr.<name>`` columns and audited;
             ``None`` = every attribute of the data.
-        seed: torch seed set before the model runs (matters only with sampling).
+        seed: seed of the ``limit`` draw, and the torch seed set before the model runs
+            (which matters only with sampling).
         skip_bad: a sample whose image cannot be read is recorded as failed (its
             ``error`` column says why) and the audit goes on; metrics leave it out and
             count it. ``False``: the audit stops at the first such sample, naming it.
@@ -51,8 +74,11 @@ class AuditConfig(Config):
     tasks: list[str] | None = None
     split: str = "test"
     limit: int | None = None
+    limit_mode: str = "stratified"
     batch_size: int = 16
     option_batch_size: int | None = None
+    scoring: str = "shared"
+    token_budget: int = 8192
     max_new_tokens: int = 48
     closed_max_new_tokens: int = 16
     closed_mode: str = "both"
@@ -77,7 +103,9 @@ class AuditConfig(Config):
             raise bad_value("split", self.split, "name a split of the data, e.g. 'test'")
         if self.limit is not None and (not is_int(self.limit) or self.limit < 1):
             raise bad_value("limit", self.limit, "use a positive integer or None (all samples)")
-        for name in ("batch_size", "max_new_tokens", "closed_max_new_tokens"):
+        if self.limit_mode not in LIMIT_MODES:
+            raise bad_value("limit_mode", self.limit_mode, f"use one of {list(LIMIT_MODES)}")
+        for name in ("batch_size", "token_budget", "max_new_tokens", "closed_max_new_tokens"):
             if not is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise bad_value(name, getattr(self, name), "use a positive integer")
         if self.option_batch_size is not None and (
@@ -86,6 +114,8 @@ class AuditConfig(Config):
             raise bad_value(
                 "option_batch_size", self.option_batch_size, "use a positive integer or None"
             )
+        if self.scoring not in SCORING:
+            raise bad_value("scoring", self.scoring, f"use one of {list(SCORING)}")
         if self.closed_mode not in CLOSED_MODES:
             raise bad_value("closed_mode", self.closed_mode, f"use one of {list(CLOSED_MODES)}")
         self.probe_options = list(self.probe_options)
@@ -117,4 +147,4 @@ class AuditConfig(Config):
                 raise bad_value(name, getattr(self, name), "use true or false")
 
 
-__all__ = ["CLOSED_MODES", "AuditConfig"]
+__all__ = ["CLOSED_MODES", "LIMIT_MODES", "AuditConfig"]

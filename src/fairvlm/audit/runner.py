@@ -66,6 +66,7 @@ def run_audit(
     adapter: str | Path | None = None,
     dtype: str | None = None,
     device: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     on_batch: Callable[[BatchInfo], None] | None = None,
 ) -> Path:
@@ -74,7 +75,8 @@ def run_audit(
     Args:
         model_or_adapter: a :class:`fairvlm.models.VLMAdapter`, or a model folder / hub
             id loaded with ``load_vlm`` (with ``adapter``, ``dtype``, ``device``) only
-            after the data passed validation, and only if any batch is left to compute.
+            after the data passed validation, and only if any batch is left to compute;
+            ``model_args``: more ``load_vlm`` options (``attn_implementation``, ...).
         data: a dataset folder, a ``datasets.DatasetDict`` or a sequence of Samples.
         config: an :class:`AuditConfig` or a mapping of its fields (``None``: defaults).
         out_dir: the audit folder; an unfinished audit there is resumed.
@@ -102,7 +104,7 @@ def run_audit(
     with lock:
         store = RecordStore(out, plan.attributes)
         model_label = _model_label(model_or_adapter)
-        identity = _identity(plan, cfg, model_label, adapter, steer)
+        identity = audit_identity(plan, cfg, model_label, adapter, steer, model_args)
         _check_identity(out, identity, overwrite)
         done = set() if overwrite else RecordStore.keys(store.load())
         if done and state.is_main_process:
@@ -113,7 +115,11 @@ def run_audit(
             if left:
                 todo.append(Unit(unit.task, unit.batch_index, left))
         mine = shard(todo, state)
-        vlm = _resolve_model(model_or_adapter, adapter, dtype, device, state) if mine else None
+        vlm = (
+            _resolve_model(model_or_adapter, adapter, dtype, device, state, model_args)
+            if mine
+            else None
+        )
         if vlm is not None:
             with _steering(steer, vlm):  # a vector that does not fit fails here, before any write
                 pass
@@ -229,7 +235,9 @@ def _steering(steer: Any, vlm: Any) -> contextlib.AbstractContextManager:
     return vector.apply(vlm, **dict(kwargs))
 
 
-def _resolve_model(model: Any, adapter: Any, dtype: Any, device: Any, state: Any) -> Any:
+def _resolve_model(
+    model: Any, adapter: Any, dtype: Any, device: Any, state: Any, model_args: Any = None
+) -> Any:
     if not isinstance(model, str | os.PathLike):
         if adapter is not None:
             raise bad_value(
@@ -242,7 +250,7 @@ def _resolve_model(model: Any, adapter: Any, dtype: Any, device: Any, state: Any
 
     if device is None and state.num_processes > 1:
         device = str(state.device)  # one device per process
-    return load_vlm(model, dtype=dtype, device=device, adapter=adapter)
+    return load_vlm(model, dtype=dtype, device=device, adapter=adapter, **dict(model_args or {}))
 
 
 def _model_label(model: Any) -> str:
@@ -285,15 +293,34 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
 
 
-def _identity(
-    plan: AuditPlan, cfg: AuditConfig, model: str, adapter: Any, steer: Any
+def _draw(cfg: AuditConfig) -> dict[str, Any] | None:
+    """What decides which samples ``limit`` keeps; ``None`` without a limit (all), so
+    folders written before ``limit_mode`` existed resume when they had no limit."""
+    if cfg.limit is None:
+        return None
+    seed = cfg.seed if cfg.limit_mode == "stratified" else None
+    return {"limit": cfg.limit, "mode": cfg.limit_mode, "seed": seed}
+
+
+def audit_identity(
+    plan: AuditPlan,
+    cfg: AuditConfig,
+    model: str,
+    adapter: Any,
+    steer: Any,
+    model_args: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """What the records of an audit depend on (config.yaml's ``identity``): the inputs'
+    labels and settings, the model's load options (``revision``, ``quantization_config``
+    ...; only when given, so audits made without them still resume), and the content
+    fingerprints of model, adapter and data."""
+    identity = {
         "model": model,
         "adapter": None if adapter is None else str(adapter),
         "data": plan.data_label,
         "split": cfg.split,
         "attributes": list(plan.attributes),
+        "draw": _draw(cfg),
         "steer": _steer_label(steer),
         "tasks": {name: task.settings() for name, (task, _) in plan.tasks.items()},
         # what the paths above held: a folder's content changes under its path
@@ -303,6 +330,22 @@ def _identity(
             name: samples_fingerprint(samples) for name, (_, samples) in plan.tasks.items()
         },
     }
+    if model_args:
+        identity["model_args"] = {k: _plain_arg(v) for k, v in sorted(model_args.items())}
+    return identity
+
+
+def _plain_arg(value: Any) -> Any:
+    """A load option as YAML can hold it (a ``BitsAndBytesConfig`` as its dict)."""
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    if isinstance(value, str | int | float | bool | type(None)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain_arg(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_arg(v) for v in value]
+    return str(value)
 
 
 #: What a changed identity key means, for the refusal message.
@@ -356,7 +399,17 @@ def _write_config(
 ) -> None:
     import yaml
 
-    doc = {
+    doc = config_document(cfg, identity, model, adapter, plan, processes)
+    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, AUDIT_KIND)
+    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(doc, sort_keys=False))
+
+
+def config_document(
+    cfg: AuditConfig, identity: dict, model: str, adapter: Any, plan: AuditPlan, processes: int
+) -> dict[str, Any]:
+    """The content of an audit's ``config.yaml``."""
+    return {
         "audit": cfg.to_dict(),
         "model": model,
         "adapter": None if adapter is None else str(adapter),
@@ -365,9 +418,14 @@ def _write_config(
         "processes": processes,
         "identity": identity,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_marker(out, AUDIT_KIND)
-    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(doc, sort_keys=False))
 
 
-__all__ = ["CONFIG_FILE", "METRICS_FILE", "BatchInfo", "run_audit"]
+__all__ = [
+    "AUDIT_KIND",
+    "CONFIG_FILE",
+    "METRICS_FILE",
+    "BatchInfo",
+    "audit_identity",
+    "config_document",
+    "run_audit",
+]

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fairvlm.audit.config import AuditConfig
+from fairvlm.audit.sampling import stratified_indices
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError
 from fairvlm.metrics import records as task_metrics
@@ -59,6 +60,9 @@ class AuditTask:
         kind: ``closed`` (an answer among options), ``open`` (free text) or ``score``
             (option scores only); the report shows open tasks' outputs first.
         needs: sample fields that must be set on every sample of the task.
+        draw_by: the sample field holding the task's target class (label, concept); with
+            the audited attributes it defines the strata of a ``limit`` draw (``None``:
+            the attributes alone, e.g. free-text targets).
         derivable: the audit can write the task's prompt itself, so it may run on
             another task's samples (``AuditConfig.sources``).
         metric_columns: record columns the metrics need (at least one value each).
@@ -71,6 +75,7 @@ class AuditTask:
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "closed"
     needs: ClassVar[tuple[str, ...]] = ()
+    draw_by: ClassVar[str | None] = None
     derivable: ClassVar[bool] = False
     metric_columns: ClassVar[tuple[str, ...]] = ()
     compute: ClassVar[Any] = None
@@ -92,8 +97,23 @@ class AuditTask:
                 for s in picked
             ]
         if self.config.limit is not None:
-            picked = picked[: self.config.limit]
+            picked = self._limited(picked)
         return picked
+
+    def _limited(self, samples: list[Sample]) -> list[Sample]:
+        """The ``limit`` samples kept, in the data's order (``limit_mode``)."""
+        cfg = self.config
+        if cfg.limit_mode == "first":
+            return samples[: cfg.limit]
+        names = cfg.attributes or list(dict.fromkeys(a for s in samples for a in s.attributes))
+        keys = [
+            (
+                tuple(s.attributes.get(a) for a in names),
+                getattr(s, self.draw_by) if self.draw_by else None,
+            )
+            for s in samples
+        ]
+        return [samples[i] for i in stratified_indices(keys, cfg.limit, cfg.seed)]
 
     def derived_prompt(self, sample: Sample) -> str:
         """The prompt written for a sample of another task (only derivable tasks)."""
@@ -153,7 +173,20 @@ class AuditTask:
         raise NotImplementedError
 
     def _option_batch(self, n_options: int, n_samples: int) -> int:
-        return self.config.option_batch_size or max(1, n_options * n_samples)
+        if self.config.option_batch_size:
+            return self.config.option_batch_size
+        if self.config.scoring == "shared":
+            return max(1, n_samples)
+        return max(1, n_options * n_samples)
+
+    def _score(self, vlm: Any, batch: Sequence[Sample], options: Any, k: int) -> Any:
+        return vlm.score_options(
+            batch,
+            options,
+            batch_size=self._option_batch(k, len(batch)),
+            scoring=self.config.scoring,
+            token_budget=self.config.token_budget,
+        )
 
 
 def _record(prompt: str, **fields: Any) -> dict[str, Any]:
@@ -166,6 +199,7 @@ class ClosedTask(AuditTask):
     """Closed question: generation + label parsing, and option scoring (``closed_mode``)."""
 
     needs = ("target",)
+    draw_by = "target"
 
     def prepare(self, samples: Sequence[Sample]) -> None:
         # One vocabulary for the whole task, so a batch's answers do not depend on which
@@ -199,14 +233,25 @@ class ClosedTask(AuditTask):
         mode = self.config.closed_mode
         options = [list(s.options) if s.options else self.fallback_options for s in batch]
         outputs: list[str | None] = [None] * len(batch)
-        if mode in ("both", "generate"):
-            outputs = vlm.generate(
-                batch, max_new_tokens=self.config.closed_max_new_tokens, batch_size=len(batch)
+        budget = self.config.closed_max_new_tokens
+        k = max(len(o) for o in options)
+        scores = None
+        if mode == "both":  # one prefill answers and scores each sample
+            outputs, scores = vlm.generate_and_score(
+                batch,
+                options,
+                max_new_tokens=budget,
+                batch_size=len(batch),
+                option_batch_size=self._option_batch(k, len(batch)),
+                scoring=self.config.scoring,
+                token_budget=self.config.token_budget,
             )
+        elif mode == "generate":
+            outputs = vlm.generate(batch, max_new_tokens=budget, batch_size=len(batch))
+        else:
+            scores = self._score(vlm, batch, options, k)
         sums = means = None
-        if mode in ("both", "score"):
-            k = max(len(o) for o in options)
-            scores = vlm.score_options(batch, options, batch_size=self._option_batch(k, len(batch)))
+        if scores is not None:
             sums, means = scores.sum_logprob, scores.mean_logprob
         rows = []
         for i, (sample, opts) in enumerate(zip(batch, options, strict=True)):
@@ -294,6 +339,7 @@ class DescribeTask(GenerationTask):
     """Open description ("Describe the person."): attribute mentions and sentiment."""
 
     name = "describe"
+    draw_by = "concept"
     derivable = True
     metric_columns = ("output",)
     compute = staticmethod(task_metrics.describe_metrics)
@@ -314,6 +360,7 @@ class ProbeTask(AuditTask):
     name = "probe"
     kind = "score"
     needs = ("concept",)
+    draw_by = "concept"
     derivable = True
     metric_columns = ("p_yes", "concept")
     compute = staticmethod(task_metrics.probe_metrics)
@@ -343,7 +390,7 @@ class ProbeTask(AuditTask):
 
     def run(self, vlm: Any, batch: Sequence[Sample]) -> list[dict[str, Any]]:
         options = list(self.config.probe_options)
-        scores = vlm.score_options(batch, options, batch_size=self._option_batch(2, len(batch)))
+        scores = self._score(vlm, batch, options, 2)
         rows = []
         for sample, lp, mlp in zip(batch, scores.sum_logprob, scores.mean_logprob, strict=True):
             lp = [float(v) for v in lp[:2]]

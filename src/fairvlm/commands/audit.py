@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import argparse
 
+from fairvlm.commands.model_args import FLAG, add_model_arg, parse_model_args
+
 #: Flags forwarded as they are when ``--num-processes`` relaunches the command.
 _FORWARD = (
     ("--tasks", "tasks"),
     ("--adapter", "adapter"),
     ("--batch-size", "batch_size"),
     ("--limit", "limit"),
+    ("--limit-mode", "limit_mode"),
     ("--split", "split"),
     ("--attributes", "attributes"),
     ("--max-new-tokens", "max_new_tokens"),
     ("--closed-mode", "closed_mode"),
+    ("--scoring", "scoring"),
     ("--seed", "seed"),
     ("--n-boot", "n_boot"),
     ("--config", "config"),
@@ -41,11 +45,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--adapter", metavar="DIR", help="a PEFT adapter to load on the model")
     parser.add_argument("--batch-size", type=int, help="samples per model call (default 16)")
-    parser.add_argument("--limit", type=int, help="at most N samples per task")
+    parser.add_argument(
+        "--limit", type=int, help="at most N samples per task (a seeded, stratified draw)"
+    )
+    parser.add_argument(
+        "--limit-mode",
+        metavar="MODE",
+        help="how --limit picks: stratified (default: by group and target, seeded by "
+        "--seed) or first (the first N)",
+    )
     parser.add_argument("--split", help="the split to audit (default test)")
     parser.add_argument("--attributes", help="comma-separated attributes (default: all)")
     parser.add_argument("--max-new-tokens", type=int, help="generation budget of open tasks")
     parser.add_argument("--closed-mode", choices=("both", "generate", "score"))
+    parser.add_argument(
+        "--scoring",
+        help="option scoring: shared (one prefill per sample, default) or independent",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--n-boot", type=int, help="bootstrap replicates of the CIs")
     parser.add_argument(
@@ -66,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dtype", help="e.g. float32, bfloat16")
     parser.add_argument("--device", help="e.g. cpu, cuda")
+    add_model_arg(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -73,6 +90,8 @@ def _config(args: argparse.Namespace):
 
     # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.audit import AuditConfig
+    from fairvlm.audit.config import LIMIT_MODES
+    from fairvlm.errors import bad_value
     from fairvlm.yamlpos import read_yaml_mapping
 
     data: dict = {}
@@ -83,10 +102,16 @@ def _config(args: argparse.Namespace):
     for flag in ("tasks", "batch_size", "limit", "split", "attributes", "seed"):
         if getattr(args, flag) is not None:
             data[flag] = getattr(args, flag)
+    if args.limit_mode is not None:
+        if args.limit_mode not in LIMIT_MODES:  # named as the flag, not as the field
+            raise bad_value("--limit-mode", args.limit_mode, f"use one of {list(LIMIT_MODES)}")
+        data["limit_mode"] = args.limit_mode
     if args.max_new_tokens is not None:
         data["max_new_tokens"] = args.max_new_tokens
     if args.closed_mode is not None:
         data["closed_mode"] = args.closed_mode
+    if args.scoring is not None:
+        data["scoring"] = args.scoring
     if args.n_boot is not None:
         data["metrics"] = {**(data.get("metrics") or {}), "n_boot": args.n_boot}
     if args.no_progress:
@@ -136,6 +161,8 @@ def _relaunch_args(args: argparse.Namespace) -> list[str]:
         value = getattr(args, name)
         if value is not None:
             argv += [flag, str(value)]
+    for item in args.model_arg:
+        argv += [FLAG, item]
     argv += [
         f
         for f, on in (
@@ -164,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         raise bad_value("--num-processes", args.num_processes, "use a positive integer")
     cfg = _config(args)
     steer = _steering(args)
+    model_args = parse_model_args(args.model_arg)  # a bad item fails before any launch
     if args.num_processes > 1 and not is_distributed():
         plan_audit(args.data, cfg)  # bad input fails here, once, not in every process
         check_output_dir(Path(args.out), AUDIT_KIND, args.overwrite)
@@ -178,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
         adapter=args.adapter,
         dtype=args.dtype,
         device=args.device,
+        model_args=model_args,
         overwrite=args.overwrite,
     )
     if int(os.environ.get("RANK", "0")) != 0:

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         # start-up: command modules import only the standard library (fast `fairvlm --help`)
-        from fairvlm.experiment.summary import format_table
+        from fairvlm.experiment.summary_table import format_table
 
         print(format_table(json.loads((Path(args.run_dir) / "summary.json").read_text())))
     print(f"report: {out}")

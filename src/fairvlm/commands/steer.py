@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from fairvlm.commands.model_args import add_model_arg, parse_model_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Sub-commands of ``fairvlm steer``."""
@@ -51,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--positions", help="all, prompt or generated (default: the vector's)")
     sweep.add_argument("--tasks", help="audit tasks (default: SweepConfig's, describe,concept)")
     sweep.add_argument("--split", help="audit split (default test)")
-    sweep.add_argument("--limit", type=int, help="at most N samples per task")
+    sweep.add_argument("--limit", type=int, help="at most N samples per task (stratified)")
+    sweep.add_argument("--limit-mode", metavar="MODE", help="stratified (default) or first")
     sweep.add_argument("--batch-size", type=int, help="samples per model call")
     sweep.add_argument("--n-boot", type=int, help="bootstrap replicates of the CIs")
     sweep.add_argument("--out", required=True, metavar="DIR")
@@ -63,6 +66,7 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", metavar="DIR", help="a PEFT adapter to load on the model")
     parser.add_argument("--dtype", help="e.g. float32, bfloat16")
     parser.add_argument("--device", help="e.g. cpu, cuda")
+    add_model_arg(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -95,6 +99,7 @@ def _build(args: argparse.Namespace) -> int:
     if args.layers is not None:
         options["layers"] = args.layers
     cfg = builder.parse(options)  # bad fields fail before the model loads
+    model_args = parse_model_args(args.model_arg)
     if not Path(args.data).exists():
         raise bad_value("DATA", args.data, "give an existing dataset folder")
     if not args.out.endswith(".safetensors"):
@@ -107,7 +112,9 @@ def _build(args: argparse.Namespace) -> int:
             "it exists and is not a fairvlm steering vector: choose another "
             "path, or pass --overwrite to replace it",
         )
-    vlm = load_vlm(args.model, dtype=args.dtype, device=args.device, adapter=args.adapter)
+    vlm = load_vlm(
+        args.model, dtype=args.dtype, device=args.device, adapter=args.adapter, **model_args
+    )
     vector = builder.build(vlm, args.data, cfg, progress=not args.no_progress)
     path = vector.save(args.out)
     print(vector)
@@ -124,7 +131,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from fairvlm.mitigation.steering.sweep import SweepConfig, parse_layer_sets, run_sweep
 
     audit: dict = {}
-    for name in ("tasks", "split", "limit", "batch_size"):
+    for name in ("tasks", "split", "limit", "limit_mode", "batch_size"):
         if getattr(args, name) is not None:
             audit[name] = getattr(args, name)
     if args.n_boot is not None:
@@ -151,6 +158,7 @@ def _sweep(args: argparse.Namespace) -> int:
         adapter=args.adapter,
         dtype=args.dtype,
         device=args.device,
+        model_args=parse_model_args(args.model_arg),
         overwrite=args.overwrite,
     )
     print((Path(args.out) / "table.md").read_text(), end="")

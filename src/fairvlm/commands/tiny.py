@@ -16,8 +16,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-heads", type=int, default=4, help="attention heads")
     parser.add_argument("--vision-hidden-size", type=int, default=32)
     parser.add_argument("--vision-layers", type=int, default=2)
-    parser.add_argument("--image-size", type=int, default=32, help="input side in pixels")
-    parser.add_argument("--patch-size", type=int, default=8)
+    parser.add_argument(
+        "--geometry",
+        default="tiny",
+        help="input geometry (fairvlm.models.published.GEOMETRIES): tiny (small images, "
+        "the default) or published (the reference checkpoint's image size, patch size, "
+        "tiles and merge factor; docs/models.md)",
+    )
+    parser.add_argument(
+        "--image-size", type=int, help="input side in pixels (default 32; tiny geometry only)"
+    )
+    parser.add_argument("--patch-size", type=int, help="default 8; tiny geometry only")
     parser.add_argument("--corpus", help="text file (one text per line) to train the tokenizer on")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -32,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
     # start-up: command modules import only the standard library (fast `fairvlm --help`)
     from fairvlm.errors import bad_value
     from fairvlm.models import build_tiny_vlm
+    from fairvlm.models.published import GEOMETRIES
 
+    if args.geometry not in GEOMETRIES:
+        raise bad_value("--geometry", args.geometry, f"use one of {', '.join(GEOMETRIES)}")
+    for flag, value in (("--image-size", args.image_size), ("--patch-size", args.patch_size)):
+        if args.geometry == "published" and value is not None:
+            raise bad_value(flag, value, "drop it: --geometry published sets it")
     corpus = None
     if args.corpus:
         path = Path(args.corpus)
@@ -49,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         vision_layers=args.vision_layers,
         image_size=args.image_size,
         patch_size=args.patch_size,
+        geometry=args.geometry,
         corpus=corpus,
         seed=args.seed,
         overwrite=args.overwrite,
@@ -56,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     n_params = sum(p.numel() for p in vlm.model.parameters())
     print(
         f"wrote a tiny random {vlm.family} to {args.out} ({vlm.num_layers} layers, "
-        f"hidden {vlm.hidden_size}, {n_params:,} parameters, untrained)"
+        f"hidden {vlm.hidden_size}, {n_params:,} parameters, {args.geometry} geometry, "
+        "untrained)"
     )
     return 0

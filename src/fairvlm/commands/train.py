@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from fairvlm.commands.model_args import add_model_arg, parse_model_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``fairvlm train``."""
@@ -32,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a field: lr=2e-4, lora.r=8, method.fairness_lambda=0.5, lambdas.sex=0.1",
     )
+    add_model_arg(parser)
     parser.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in --out"
     )
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         resume=args.resume,
         overrides=args.overrides,
+        model_args=parse_model_args(args.model_arg),
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # several processes: the main one reports

@@ -15,7 +15,8 @@ from fairvlm.experiment.config import (
 )
 from fairvlm.experiment.runner import RunResult, run_experiment
 from fairvlm.experiment.stages import Stage, StageContext, StageGraph, config_hash
-from fairvlm.experiment.summary import choose_columns, format_table
+from fairvlm.experiment.summary import choose_columns
+from fairvlm.experiment.summary_table import format_table
 
 __all__ = [
     "AuditSpec",

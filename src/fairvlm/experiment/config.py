@@ -20,7 +20,7 @@ audit and a list of methods compared on it::
           - method: steering-contrastive
             config: {build: {layers: [1]}, apply: {scale: 4.0}}
           - fairllava+steering-contrastive                    # a composition
-        summary: {attributes: [skin_tone]}
+        summary: {attributes: [skin_tone], reference: base}  # reference: a row name
 
 A single-study file may put ``data``/``model``/``audit``/``train``/``methods``/``summary``
 at the top level instead of under ``studies``. ``quick:`` holds overrides (same shape,
@@ -78,12 +78,14 @@ class DataSpec:
 @dataclass
 class ModelSpec:
     """The base model: ``pretrain`` (a ``PretrainConfig`` mapping; trained on the study's
-    data) or ``path`` (a model directory or hub id). ``dtype``/``device`` as ``load_vlm``."""
+    data) or ``path`` (a model directory or hub id). ``dtype``/``device`` as ``load_vlm``;
+    ``args``: more ``load_vlm`` / ``from_pretrained`` options (``attn_implementation`` ...)."""
 
     pretrain: dict[str, Any] | None = None
     path: str | None = None
     dtype: str | None = None
     device: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,10 +140,12 @@ class MethodSpec:
 @dataclass
 class SummarySpec:
     """What the comparison table shows: ``attributes`` for gap/ES columns (``None``: all
-    audited attributes), ``utility`` metrics as ``task.metric`` (``None``: the defaults)."""
+    audited attributes), ``utility`` metrics as ``task.metric`` (``None``: the defaults),
+    ``reference``: the row every other row is compared with (a paired test per cell)."""
 
     attributes: list[str] | None = None
     utility: list[str] | None = None
+    reference: str = BASE
 
 
 @dataclass
@@ -242,10 +246,13 @@ def _data(raw: Any, path: KeyPath, marks: Marks, base_dir: Path) -> DataSpec:
 
 
 def _model(raw: Any, path: KeyPath, marks: Marks, base_dir: Path) -> ModelSpec:
-    d = _mapping(raw, path, marks, ("pretrain", "path", "dtype", "device"))
+    d = _mapping(raw, path, marks, ("pretrain", "path", "dtype", "device", "args"))
     if "pretrain" in d and "path" in d:
         raise marks.error(path, "give one of pretrain: {...} or path: MODEL, not both")
-    spec = ModelSpec(dtype=d.get("dtype"), device=d.get("device"))
+    args = d.get("args") or {}
+    if not isinstance(args, Mapping):
+        raise marks.error((*path, "args"), "expected a mapping of from_pretrained options")
+    spec = ModelSpec(dtype=d.get("dtype"), device=d.get("device"), args=dict(args))
     if "path" in d:
         src = str(d["path"])
         local = Path(src).expanduser()
@@ -379,7 +386,9 @@ def _study(name: str, raw: Any, path: KeyPath, marks: Marks, base_dir: Path) -> 
     d = _mapping(raw, path, marks, _STUDY_KEYS)
     if "data" not in d:
         raise marks.error(path, "a study needs data: {synth: ...} or {path: ...}")
-    summary = _mapping(d.get("summary"), (*path, "summary"), marks, ("attributes", "utility"))
+    summary = _mapping(
+        d.get("summary"), (*path, "summary"), marks, ("attributes", "utility", "reference")
+    )
     study = StudySpec(
         name=name,
         data=_data(d["data"], (*path, "data"), marks, base_dir),
@@ -392,6 +401,14 @@ def _study(name: str, raw: Any, path: KeyPath, marks: Marks, base_dir: Path) -> 
             _str_list(summary.get("utility"), (*path, "summary", "utility"), marks),
         ),
     )
+    rows = [BASE, *(m.name for m in study.methods)]
+    reference = summary.get("reference", BASE)
+    if reference not in rows:
+        raise marks.error(
+            (*path, "summary", "reference"),
+            f"{reference!r} is not a row of this study: use one of {rows}",
+        )
+    study.summary.reference = reference
     return study
 
 

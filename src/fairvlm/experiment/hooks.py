@@ -172,9 +172,16 @@ def pretrain(data_dir: Path, out: Path, options: Mapping[str, Any]) -> Path:
     return Path(train_base(data_dir, out, PretrainConfig.from_dict(options), resume=True))
 
 
-def load_model(model: str, *, adapter: Path | None, dtype: str | None, device: str | None) -> Any:
-    """``load_vlm(model, adapter=...)``."""
-    return load_vlm(model, dtype=dtype, device=device, adapter=adapter)
+def load_model(
+    model: str,
+    *,
+    adapter: Path | None,
+    dtype: str | None,
+    device: str | None,
+    model_args: Mapping[str, Any] | None = None,
+) -> Any:
+    """``load_vlm(model, adapter=..., **model_args)``."""
+    return load_vlm(model, dtype=dtype, device=device, adapter=adapter, **dict(model_args or {}))
 
 
 def run_audit(
@@ -187,18 +194,37 @@ def run_audit(
     steer: Any = None,
     dtype: str | None = None,
     device: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
 ) -> None:
     """``fairvlm.audit.run_audit`` into ``out`` (records.parquet + metrics.json); the
     model is loaded only if a batch is left to compute (a resumed audit may need none)."""
     cfg = AuditConfig.from_dict(options)
-    audit_run(model, data_dir, cfg, out, steer=steer, adapter=adapter, dtype=dtype, device=device)
+    audit_run(
+        model,
+        data_dir,
+        cfg,
+        out,
+        steer=steer,
+        adapter=adapter,
+        dtype=dtype,
+        device=device,
+        model_args=model_args,
+    )
 
 
 def train(
-    model: str, data_dir: Path, method: str, config: Mapping[str, Any], out: Path, resume: bool
+    model: str,
+    data_dir: Path,
+    method: str,
+    config: Mapping[str, Any],
+    out: Path,
+    resume: bool,
+    model_args: Mapping[str, Any] | None = None,
 ) -> None:
     """``fairvlm.training.train`` into ``out`` (adapter, heads, training_log.jsonl)."""
-    result = train_method(model, data_dir, method, dict(config), out, resume=resume)
+    result = train_method(
+        model, data_dir, method, dict(config), out, resume=resume, model_args=model_args
+    )
     del result  # the adapter in memory is dropped: audits reload it from ``out``
 
 

@@ -71,7 +71,11 @@ class StudyPlan:
 
 
 def _audit_options(study: StudySpec, seed: int) -> dict[str, Any]:
-    return hooks.with_seed(dict(study.audit.options), AuditConfig, seed)
+    options = hooks.with_seed(dict(study.audit.options), AuditConfig, seed)
+    if options.get("limit") is not None:
+        # in the stage's hash: audits cached when a limit took the first samples are stale
+        options.setdefault("limit_mode", AuditConfig.limit_mode)
+    return options
 
 
 def plan_study(cfg: ExperimentConfig, study: StudySpec, run_dir: Path) -> StudyPlan:
@@ -113,6 +117,8 @@ def plan_study(cfg: ExperimentConfig, study: StudySpec, run_dir: Path) -> StudyP
         source["model"] = study.model.path
         source["model_fingerprint"] = folder_fingerprint(study.model.path)
     load = {"dtype": study.model.dtype, "device": study.model.device}
+    if study.model.args:  # only when given: the stage hashes of other runs stay as they were
+        load["model_args"] = dict(study.model.args)
     upstream = _ids(sp.data_stage, sp.base_stage)
     audit_cfg = {"audit": _audit_options(study, cfg.seed), **load, **source}
     base_audit = Stage(
@@ -190,6 +196,8 @@ def _train_stage(
         opts["train"].setdefault("dtype", load["dtype"])
         opts["train"].setdefault("device", load["device"])
     config = {"method": method, "train": opts["train"], "options": opts["method"], **source}
+    if "model_args" in load:
+        config["model_args"] = load["model_args"]
     key = config_hash("train", config)
     if key in trains:
         return trains[key]
@@ -235,14 +243,20 @@ def _train_action(ctx: StageContext) -> None:
     config = {"train": c["train"], "method": c["options"]}
     # always resume=True: the folder holds only this config's partial run (stages.py wipes
     # any other), and train() refuses a non-empty folder otherwise (stage_config.json)
-    hooks.train(_model_path(ctx), _data_dir(ctx), c["method"], config, ctx.folder, True)
+    hooks.train(
+        _model_path(ctx), _data_dir(ctx), c["method"], config, ctx.folder, True, c.get("model_args")
+    )
 
 
 def _load(ctx: StageContext, train: str | None) -> Any:
     c = ctx.stage.config
     adapter = ctx.inputs[train] if train else None
     return hooks.load_model(
-        _model_path(ctx), adapter=adapter, dtype=c.get("dtype"), device=c.get("device")
+        _model_path(ctx),
+        adapter=adapter,
+        dtype=c.get("dtype"),
+        device=c.get("device"),
+        model_args=c.get("model_args"),
     )
 
 
@@ -291,6 +305,7 @@ def _audit_action(ctx: StageContext) -> None:
             steer=steer,
             dtype=c.get("dtype"),
             device=c.get("device"),
+            model_args=c.get("model_args"),
         )
 
 

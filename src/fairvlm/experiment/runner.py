@@ -25,6 +25,7 @@ from fairvlm.experiment import hooks
 from fairvlm.experiment.config import ExperimentConfig, load_experiment
 from fairvlm.experiment.parallel import run_parallel
 from fairvlm.experiment.plan import StudyPlan, plan_experiment
+from fairvlm.experiment.reference import compare_to_reference
 from fairvlm.experiment.stages import (
     CONFIG_FILE,
     LOG_FILE,
@@ -34,7 +35,8 @@ from fairvlm.experiment.stages import (
     log_tail,
     write_json,
 )
-from fairvlm.experiment.summary import format_table, study_summary
+from fairvlm.experiment.summary import study_summary
+from fairvlm.experiment.summary_table import format_table
 from fairvlm.report import write_report
 
 SUMMARY_FILE = "summary.json"
@@ -111,6 +113,17 @@ def _rows(run_dir: Path, graph: StageGraph, sp: StudyPlan) -> list[dict[str, Any
     return rows
 
 
+def _versus(graph: StageGraph, sp: StudyPlan, done: list[str]):
+    """The comparison of the study's audited rows with its reference row, for
+    :func:`study_summary` (``None`` when the reference row is not audited yet)."""
+    folders = {row.method: graph.folder(row.audit) for row in sp.rows if row.method in done}
+    ref = sp.study.summary.reference
+    if ref not in folders:
+        return None
+    others = {m: f for m, f in folders.items() if m != ref}
+    return lambda columns: compare_to_reference(folders[ref], others, columns)
+
+
 def summarize(
     cfg: ExperimentConfig, run_dir: Path, graph: StageGraph, plans: Sequence[StudyPlan]
 ) -> dict[str, Any]:
@@ -134,6 +147,8 @@ def summarize(
                 utility=sp.study.summary.utility,
                 extra={"data": data_rel, "split": sp.study.audit.split},
                 targets=hooks.method_targets(sp.study),
+                reference=sp.study.summary.reference,
+                versus=_versus(graph, sp, [r["method"] for r in rows]),
             )
         )
     return {

@@ -8,10 +8,36 @@
         "columns": [{"key": "vqa.accuracy", "label": ..., "task": "vqa", "metric": "accuracy",
                      "field": "overall" | "gap" | "es_fairllava" | "es_fairclip",
                      "attribute": null | "skin_tone", "goal": "max" | "min" | "zero",
-                     "kind": "utility" | "gap" | "es" | "skew" | "mention"}, ...],
+                     "kind": "utility" | "gap" | "es" | "skew" | "mention",
+                     "chance": c | null}, ...],
         "rows": [{"method": "base", "audit": "clinical/audit/base", "train": null,
-                  "steer": null, "values": {KEY: {"value": v, "ci": [lo, hi]}}}, ...],
-        "best": {KEY: [method, ...]}}]}
+                  "steer": null, "values": {KEY: {"value": v, "ci": [lo, hi],
+                                                  "vs_reference": VS | null,
+                                                  "pair": PAIR (gap cells)}},
+                  "collapsed": [KEY, ...]}, ...],
+        "reference": "base",
+        "comparison": {"n_boot": 1000, "level": 0.95, "seed": 0, "n_tests": 12,
+                       "notes": [...]},
+        "better": {KEY: [method, ...]},
+        "groups": {TASK: {ATTR: {GROUP: {"n": 18, "small": false}}}},
+        "notes": ["vqa: skin_tone: groups [...] have fewer than 10 samples and are left
+                  out of its gaps and ES ...", ...]}]}
+
+``VS`` (``null`` for the reference row and for columns that are not compared: skews,
+NDKL): ``{"diff": row - reference, "ci": [lo, hi] (paired bootstrap), "p_value",
+"p_holm" (Holm over the study's ``n_tests`` cells), "significant": p_holm < 1 - level,
+"better": significant and in the column's ``goal`` direction}``
+(:mod:`fairvlm.experiment.reference`). A column's ``chance``: the accuracy without
+looking, from the first row's audit (accuracies only); a row's ``collapsed``: the
+columns where its value is at or below chance (:mod:`fairvlm.experiment.chance`); a
+collapsed row has ``better: false`` in every cell. ``better`` lists, per column, the
+rows marked better than the reference; a column where none is better is left out. A gap
+cell's ``PAIR``: ``{"groups": [high, low], "diff": high - low, "ci": [lo, hi]}``, the
+signed difference of the two groups that make the gap with the CI of that pair held
+fixed (``null`` with fewer than two groups). ``groups``: the sample count of each group
+of the gap columns' attributes in the first row's audit (``small``: fewer than the
+audit's ``min_group_size``, left out of the gaps and ES); ``notes``: the audits' notes
+on such groups (:mod:`fairvlm.experiment.groups`).
 
 Paths are relative to the run folder, so a run folder can be moved and still reported.
 """
@@ -19,12 +45,14 @@ Paths are relative to the run folder, so a run folder can be moved and still rep
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fairvlm.experiment.chance import collapsed_on
+from fairvlm.experiment.groups import group_sizes, small_group_notes
 from fairvlm.registry import AUDIT_TASKS
-from fairvlm.report.collect import fmt_value
+from fairvlm.report.collect import metric_entry
 
 _ABBREV = {"es_fairllava": "ES", "es_fairclip": "ES-FairCLIP"}
 
@@ -41,6 +69,7 @@ class Column:
     attribute: str | None
     goal: str
     kind: str
+    chance: float | None = None
 
 
 def _finite(x: Any) -> float | None:
@@ -57,12 +86,6 @@ def _ci(x: Any) -> list[float] | None:
         if lo is not None and hi is not None:
             return [lo, hi]
     return None
-
-
-def metric_entry(metrics: dict, task: str, metric: str) -> dict | None:
-    """``metrics["tasks"][task]["metrics"][metric]`` or ``None``."""
-    entry = (((metrics.get("tasks") or {}).get(task) or {}).get("metrics") or {}).get(metric)
-    return entry if isinstance(entry, dict) else None
 
 
 def _goal(task: str, metric: str) -> str:
@@ -101,8 +124,11 @@ def choose_columns(
     for key in utility:
         task, _, metric = key.partition(".")
         entry = metric_entry(metrics, task, metric) or {}
+        chance = _finite(entry.get("chance"))
         cols.append(
-            Column(key, f"{metric} ({task})", task, metric, "overall", None, "max", "utility")
+            Column(
+                key, f"{metric} ({task})", task, metric, "overall", None, "max", "utility", chance
+            )
         )
         by_attr = entry.get("by_attribute") or {}
         for attr in attributes if attributes is not None else sorted(by_attr):
@@ -143,32 +169,18 @@ def choose_columns(
 
 
 def cell(metrics: dict | None, col: Column) -> dict[str, Any]:
-    """``{"value": v, "ci": [lo, hi] | None}`` of one column in one audit (value None if absent)."""
+    """``{"value": v, "ci": [lo, hi] | None}`` of one column in one audit (value None if
+    absent); a gap cell adds ``pair`` (the metrics.json ``gap_pair``)."""
     entry = metric_entry(metrics or {}, col.task, col.metric)
     if entry is None:
         return {"value": None, "ci": None}
     if col.field == "overall":
         return {"value": _finite(entry.get("overall")), "ci": _ci(entry.get("ci"))}
     attr = ((entry.get("by_attribute") or {}).get(col.attribute)) or {}
-    ci = _ci(attr.get("gap_ci")) if col.field == "gap" else _ci(attr.get(f"{col.field}_ci"))
-    return {"value": _finite(attr.get(col.field)), "ci": ci}
-
-
-def best_rows(rows: list[dict], columns: list[Column]) -> dict[str, list[str]]:
-    """Per column, the methods with the best value (ties all marked)."""
-    out: dict[str, list[str]] = {}
-    for col in columns:
-        vals = [(r["method"], r["values"][col.key]["value"]) for r in rows]
-        vals = [(m, v) for m, v in vals if v is not None]
-        if not vals:
-            continue
-
-        def score(v: float, goal: str = col.goal) -> float:
-            return -v if goal == "max" else (abs(v) if goal == "zero" else v)
-
-        top = min(score(v) for _, v in vals)
-        out[col.key] = [m for m, v in vals if math.isclose(score(v), top, abs_tol=1e-12)]
-    return out
+    if col.field == "gap":
+        pair = attr.get("gap_pair")
+        return {"value": _finite(attr.get("gap")), "ci": _ci(attr.get("gap_ci")), "pair": pair}
+    return {"value": _finite(attr.get(col.field)), "ci": _ci(attr.get(f"{col.field}_ci"))}
 
 
 def study_summary(
@@ -180,45 +192,55 @@ def study_summary(
     utility: list[str] | None,
     extra: dict[str, Any] | None = None,
     targets: Sequence[str] = (),
+    reference: str = "base",
+    versus: Callable[[list[Column]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One study's block of summary.json. ``rows``: dicts with ``method``, ``metrics`` (the
     audit's metrics.json) and paths (``audit``, ``train``, ``steer``); ``targets`` as in
-    :func:`choose_columns`."""
+    :func:`choose_columns`. ``versus(columns)``: the comparison of the other rows with the
+    ``reference`` row (:func:`fairvlm.experiment.reference.compare_to_reference`); without
+    it no cell is compared and none is marked."""
     columns = choose_columns(base_metrics, attributes, utility, targets)
+    comparison = (
+        versus(columns)
+        if versus
+        else {
+            "cells": {},
+            "notes": [f"no comparison: the reference row {reference!r} has no audit"],
+        }
+    )
+    cells = comparison.pop("cells")
     out_rows = []
+    all_metrics = [row.get("metrics") for row in rows]
     for row in rows:
         metrics = row.pop("metrics", None)
-        row["values"] = {c.key: cell(metrics, c) for c in columns}
+        vs = cells.get(row["method"], {})
+        row["values"] = {
+            c.key: {**cell(metrics, c), "vs_reference": vs.get(c.key)} for c in columns
+        }
+        row["collapsed"] = collapsed_on(row["values"], columns)
+        for v in row["values"].values() if row["collapsed"] else ():
+            if v["vs_reference"]:
+                v["vs_reference"]["better"] = False  # at chance: no change of it is a win
         out_rows.append(row)
+    better = {
+        c.key: [
+            r["method"]
+            for r in out_rows
+            if (r["values"][c.key]["vs_reference"] or {}).get("better")
+        ]
+        for c in columns
+    }
+    cols = [asdict(c) for c in columns]
     return {
         "name": name,
         **(extra or {}),
         "attributes": sorted({c.attribute for c in columns if c.attribute}),
-        "columns": [asdict(c) for c in columns],
+        "columns": cols,
         "rows": out_rows,
-        "best": best_rows(out_rows, columns),
+        "reference": reference,
+        "comparison": comparison,
+        "better": {k: v for k, v in better.items() if v},
+        "groups": group_sizes(base_metrics, cols),
+        "notes": small_group_notes(all_metrics, cols),
     }
-
-
-def format_table(summary: dict[str, Any], ci: bool = True) -> str:
-    """The comparison tables of summary.json as plain text (best per column marked ``*``)."""
-    blocks = []
-    for study in summary.get("studies", []):
-        cols = study["columns"]
-        header = ["method"] + [c["label"] for c in cols]
-        lines = []
-        for row in study["rows"]:
-            cells = [row["method"]]
-            for c in cols:
-                v = row["values"][c["key"]]
-                mark = "*" if row["method"] in study["best"].get(c["key"], []) else " "
-                cells.append(fmt_value(v["value"], v["ci"] if ci else None) + mark)
-            lines.append(cells)
-        widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-        text = [f"== {study['name']} ({study.get('split', 'test')} split) ==", fmt.format(*header)]
-        text += [fmt.format(*r) for r in lines]
-        blocks.append("\n".join(text))
-    if blocks:
-        blocks.append("* = best in column (gap, NDKL, mention rate: lowest; skews: closest to 0)")
-    return "\n\n".join(blocks)

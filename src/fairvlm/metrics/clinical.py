@@ -177,6 +177,19 @@ balanced_accuracy = Metric(
 )
 
 
+def chance_level(targets: Sequence[str | None], n_options: Sequence[int]) -> float:
+    """The accuracy a model reaches without looking at the image:
+    ``max(mean_i 1 / K_i, majority-class frequency)``, where ``K_i`` is the number of
+    answers offered to sample ``i`` (uniform guessing) and the majority class is the most
+    frequent target (always giving it). NaN without targets."""
+    known = [t for t in targets if t is not None]
+    k = np.asarray(n_options, dtype=np.float64)
+    if not known or k.size == 0:
+        return float("nan")
+    majority = max(known.count(t) for t in set(known)) / len(known)
+    return float(max(np.mean(1.0 / np.maximum(k, 1.0)), majority))
+
+
 def softmax_scores(logprobs: np.ndarray) -> np.ndarray:
     """Option log-probabilities ``[n, K]`` -> probabilities over the options (rows sum to 1).
 

@@ -122,15 +122,17 @@ def _side(ctx: TaskRecords, call: tuple, cfg: MetricsConfig) -> _Side:
     point = group_report(
         metric, yt, yp, sf, min_group_size=cfg.min_group_size, n_boot=0,
         intersections=ctx.intersections, ci_level=cfg.ci_level,
+        include_small_groups=cfg.include_small_groups,
     )  # fmt: skip
     sets: dict = {("overall",): np.arange(len(rows))}
     groups: dict = {}
     for attr, col in attribute_columns(sf, ctx.intersections).items():
         rep = point.by_attribute.get(attr)
-        if rep is None or not rep.groups:
+        in_gap = [g for g in (rep.groups if rep else ()) if g not in rep.left_out]
+        if not in_gap:
             continue
         sets[(attr, None)] = np.flatnonzero([v is not None for v in col])
-        groups[attr] = list(rep.groups)
+        groups[attr] = in_gap  # the groups the gap and ES use (small ones left out)
         for g in groups[attr]:
             sets[(attr, g)] = np.flatnonzero(col == g)
     return _Side(metric, yt, yp, rows, n_task, sets, groups, point)
@@ -212,7 +214,7 @@ def _check_same_ids(ref: pd.Index, other: pd.Index, task: str, ref_label, other_
     raise DataError(
         f"sample ids of task {task!r} differ: {len(only_ref)} only in {ref_label} "
         f"{only_ref[:3]}, {len(only_other)} only in {other_label} {only_other[:3]}; compare "
-        "audits of the same samples (same data, split and --limit)"
+        "audits of the same samples (same data, split, --limit, --limit-mode and --seed)"
     )
 
 

@@ -20,7 +20,9 @@ class MetricsConfig(Config):
     """How :func:`fairvlm.metrics.compute_metrics` turns records into metrics.
 
     Attributes:
-        min_group_size: groups smaller than this are flagged ``small`` (never dropped).
+        min_group_size: groups smaller than this are flagged ``small``: reported, but
+            left out of the gap, ratio, std and ES (a note says which).
+        include_small_groups: count small groups in the gap, ratio, std and ES too.
         n_boot: bootstrap replicates for CIs (0 disables CIs).
         seed: seed of the bootstrap (same seed, same CIs).
         ci_level: coverage of the percentile intervals.
@@ -36,6 +38,7 @@ class MetricsConfig(Config):
     """
 
     min_group_size: int = 10
+    include_small_groups: bool = False
     n_boot: int = 1000
     seed: int = 0
     ci_level: float = 0.95

@@ -5,7 +5,7 @@ group value, overall, ``difference()`` = gap, ``ratio()``). Written here, becaus
 fairlearn lacks them or they are too slow for an audit: unknown attribute values
 (MetricFrame refuses missing values; we leave them out of that attribute and count
 them), intersections with unknowns, the two equity-scaled forms of METHODS.md section 4,
-small-group flags, and the bootstrap. MetricFrame's own bootstrap (``n_boot=``)
+small groups (flagged, and left out of the gap and ES unless asked), and the bootstrap. MetricFrame's own bootstrap (``n_boot=``)
 rebuilds a whole MetricFrame per replicate (~8 ms each, so ~8 s per metric and
 attribute at 1000 replicates); here each replicate's indices are drawn once and every
 group and attribute is evaluated from them, vectorised when the metric allows
@@ -167,6 +167,7 @@ def group_report(
     intersections: Sequence[Sequence[str]] | None = DEFAULT_INTERSECTIONS,
     ci_level: float = 0.95,
     name: str | None = None,
+    include_small_groups: bool = False,
 ) -> GroupMetrics:
     """Evaluate a metric overall and per group of every sensitive attribute.
 
@@ -176,7 +177,10 @@ def group_report(
             option scores; ``y_true`` may be ``None`` for a mean of per-sample values).
         sensitive_features: one column per attribute; ``None``/NaN = unknown, left out
             of that attribute's groups and counted in ``n_unknown``.
-        min_group_size: groups with fewer samples are reported with ``small=True``.
+        min_group_size: groups with fewer samples are reported with ``small=True`` and
+            left out of the gap, ratio, std and both ES forms (their value is too noisy
+            to decide a max - min); listed in the attribute's ``left_out``.
+        include_small_groups: count small groups in those quantities too.
         n_boot: bootstrap replicates (0: no CIs); ``seed`` makes them reproducible.
         intersections: tuples of attribute names to cross (skipped when absent).
         ci_level: coverage of the percentile intervals.
@@ -244,10 +248,11 @@ def group_report(
             )
             for g, v in values.items()
         }
-        gv = values.to_numpy()
+        in_gap = [g for g in values.index if include_small_groups or not groups[g].small]
+        gv = values[in_gap].to_numpy()
         known = ~np.isnan(gv)  # every group NaN (e.g. AUC of one class): NaN, not a warning
         gap_ci, fc_ci, fl_ci = _disparity_cis(
-            np.stack([boot[(attr, g)] for g in values.index], axis=1) if n_boot else None,
+            np.stack([boot[(attr, g)] for g in in_gap], axis=1) if n_boot and in_gap else None,
             boot[(attr, None)],
             ci,
         )
@@ -255,15 +260,18 @@ def group_report(
             name=attr,
             groups=groups,
             overall_known=m_known,
-            gap=float(np.nanmax(gv) - np.nanmin(gv)) if known.any() else float("nan"),
+            # one group has no gap (as a replicate with one group drawn): NaN, not 0
+            gap=float(np.nanmax(gv) - np.nanmin(gv)) if known.sum() >= 2 else float("nan"),
             gap_ci=gap_ci,
             ratio=_ratio(gv),
             std=float(np.nanstd(gv)) if known.any() else float("nan"),
             es_fairclip=es_fairclip(m_known, gv),
             es_fairclip_ci=fc_ci,
-            es_fairllava=es_fairllava(m_known, gv),
+            es_fairllava=es_fairllava(m_known, gv) if known.sum() >= 2 else float("nan"),
             es_fairllava_ci=fl_ci,
             n_unknown=n_unknown,
+            left_out=[g for g in values.index if g not in in_gap],
+            pair=_pair(values[in_gap], boot, attr, ci, n_boot),
         )
     return GroupMetrics(
         metric=metric.name,
@@ -277,6 +285,20 @@ def group_report(
         ci_level=ci_level,
         scale=metric.scale,
     )
+
+
+def _pair(values: pd.Series, boot: dict, attr: str, ci: Callable, n_boot: int) -> dict | None:
+    """The signed difference of the two groups that make the gap (highest minus lowest
+    in the estimate), held fixed in every replicate: its CI is centred on the estimate,
+    unlike that of max - min, which re-picks the extremes of each replicate."""
+    defined = values.dropna()
+    if len(defined) < 2:
+        return None
+    # highest first; a tie keeps the name order, so the two groups always differ
+    order = defined.sort_values(ascending=False, kind="stable").index
+    high, low = str(order[0]), str(order[-1])
+    lo_hi = ci(boot[(attr, high)] - boot[(attr, low)]) if n_boot > 0 else (math.nan, math.nan)
+    return {"groups": [high, low], "diff": float(defined[high] - defined[low]), "ci": list(lo_hi)}
 
 
 def _empty_attribute(name: str, n_unknown: int) -> AttributeReport:

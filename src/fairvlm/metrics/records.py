@@ -5,7 +5,13 @@ Layout of the result (every dict of a metric carries ``"kind"``):
 - ``kind: "group"``: ``overall``, ``ci``, ``n``, ``scale``, ``by_attribute`` (per attribute:
   ``groups`` {value, n, ci, small, diff_to_overall}, ``overall_known``, ``gap``,
   ``gap_ci``, ``ratio``, ``std``, ``es_fairclip`` (+``_ci``), ``es_fairllava`` (+``_ci``),
-  ``n_unknown``, ``n_small``). Per task: vqa ``accuracy``, ``macro_f1``,
+  ``n_unknown``, ``n_small``, ``left_out_of_gap``: the small groups the gap, ratio,
+  std and ES leave out, named in a task note; ``gap_pair``: {groups [high, low], diff,
+  ci}, the signed difference of the two groups that make the gap, that pair held fixed
+  in every replicate). The accuracies (vqa ``accuracy``,
+  ``option_accuracy``, ``balanced_accuracy``; concept ``accuracy``) add ``chance``: the
+  accuracy without looking (:func:`fairvlm.metrics.clinical.chance_level`; for balanced
+  accuracy ``1 / classes``). Per task: vqa ``accuracy``, ``macro_f1``,
   ``balanced_accuracy``, ``auc`` and ``option_accuracy`` (from option scores),
   ``parse_failures`` (rate of unparsed answers, plus ``count``); concept ``accuracy``,
   ``parse_failures``; report ``bleu1``, ``bleu4``, ``rouge_l``, ``meteor`` (only with
@@ -38,6 +44,7 @@ from fairvlm.metrics.clinical import (
     LabelParser,
     accuracy,
     balanced_accuracy,
+    chance_level,
     macro_f1,
     normalize_label,
     ovr_auc,
@@ -102,7 +109,17 @@ class TaskRecords:
             seed=self.cfg.seed,
             intersections=self.intersections,
             ci_level=self.cfg.ci_level,
+            include_small_groups=self.cfg.include_small_groups,
         )
+        for attr, r in rep.by_attribute.items():
+            if r.left_out:
+                note = (
+                    f"{attr}: groups {r.left_out} have fewer than {self.cfg.min_group_size} "
+                    "samples and are left out of its gaps and ES (metrics "
+                    "include_small_groups: true counts them)"
+                )
+                if note not in self.notes:
+                    self.notes.append(note)
         return {"kind": "group", **rep.to_dict()}
 
 
@@ -136,10 +153,21 @@ def _closed(ctx: TaskRecords, full: bool) -> dict:
         else:
             preds.append(None)
     unparsed = np.array([p is None for p in preds], dtype=np.float64)
-    out = {"accuracy": ctx.group(accuracy, targets, preds)}
+    # offered answers per sample: its options, else every label of the task
+    n_options = [len(o) if o else len(labels) for o in options]
+    out = {
+        "accuracy": {
+            **ctx.group(accuracy, targets, preds),
+            "chance": chance_level(targets, n_options),
+        }
+    }
     if full:
         out["macro_f1"] = ctx.group(macro_f1, targets, preds)
-        out["balanced_accuracy"] = ctx.group(balanced_accuracy, targets, preds)
+        n_classes = len({t for t in targets if t is not None})
+        out["balanced_accuracy"] = {
+            **ctx.group(balanced_accuracy, targets, preds),
+            "chance": 1.0 / n_classes if n_classes else None,  # any constant answer scores 1/C
+        }
     out["parse_failures"] = {
         **ctx.group(mean_metric("parse_failures"), None, unparsed),
         "count": int(unparsed.sum()),
@@ -152,7 +180,10 @@ def _closed(ctx: TaskRecords, full: bool) -> dict:
         t = [targets[i] for i in scored]
         out["auc"] = ctx.group(ovr_auc(labels), t, probs, rows=scored)
         best = [labels[j] for j in probs.argmax(axis=1)]
-        out["option_accuracy"] = ctx.group(accuracy, t, best, rows=scored)
+        out["option_accuracy"] = {
+            **ctx.group(accuracy, t, best, rows=scored),
+            "chance": chance_level(t, [n_options[i] for i in scored]),
+        }
         if scored.size < len(df):
             ctx.notes.append(
                 f"auc/option_accuracy use the {scored.size} of {len(df)} records with option scores"

@@ -25,8 +25,12 @@ class AttributeReport:
     """Per-attribute disparity summary (an attribute may be an intersection).
 
     ``overall_known`` is the metric over the samples whose value of this attribute is
-    known; the gap, ratio, std and equity-scaled forms use it as ``M``. All groups,
-    small ones included, enter gap/ratio/std/ES (small ones are flagged, not dropped).
+    known; the gap, ratio, std and equity-scaled forms use it as ``M``. Small groups
+    (fewer samples than ``min_group_size``) stay in ``groups``, flagged, but are left
+    out of gap/ratio/std/ES (``left_out``) unless ``include_small_groups`` is set.
+    ``pair``: ``{"groups": [high, low], "diff", "ci"}``, the signed difference of the two
+    groups that make the gap, with the bootstrap CI of that fixed pair (``None`` with
+    fewer than two groups).
     ``std`` is the population standard deviation (ddof=0) of the group values;
     ``ratio`` is min/max and is NaN when a group value is negative.
     """
@@ -43,6 +47,8 @@ class AttributeReport:
     es_fairllava: float
     es_fairllava_ci: tuple[float, float]
     n_unknown: int
+    left_out: list[str] = field(default_factory=list)
+    pair: dict | None = None
 
     @property
     def n_small(self) -> int:
@@ -123,6 +129,8 @@ class GroupMetrics:
                     "es_fairllava_ci": list(r.es_fairllava_ci),
                     "n_unknown": r.n_unknown,
                     "n_small": r.n_small,
+                    "left_out_of_gap": list(r.left_out),
+                    "gap_pair": r.pair,
                 }
                 for a, r in self.by_attribute.items()
             },

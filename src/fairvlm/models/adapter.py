@@ -12,10 +12,18 @@ import torch
 from torch import nn
 
 from fairvlm.atomic import OUTPUT_MARKER, atomic_dir, check_output_dir, write_marker
+from fairvlm.config import is_int
 from fairvlm.data.schema import Sample
 from fairvlm.errors import DataError, bad_value
-from fairvlm.models.families import get_family, largest_input_pixels, resolve_attr
-from fairvlm.models.scoring import OptionScores, answer_logprobs, normalise_options
+from fairvlm.models import shared_scoring
+from fairvlm.models.families import detect_family, get_family, largest_input_pixels, resolve_attr
+from fairvlm.models.scoring import (
+    SCORING,
+    OptionScores,
+    answer_logprobs,
+    chunks,
+    normalise_options,
+)
 
 # Fill values of sequence-aligned tensors: for appended answer tokens and for padding.
 # PaliGemma's token_type_ids mark the suffix (answer) with 1, the prefix with 0.
@@ -26,15 +34,23 @@ MODEL_KIND = "model"
 IMAGE_PIXELS_MARGIN = 4
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+#: ``generate`` options that make more than one sequence per prompt.
+_MANY_SEQUENCES = ("num_beams", "num_return_sequences")
+
+#: Families whose prompt cache is not reused by ``scoring="shared"`` (scored independently).
+SHARED_SCORING_FALLBACK: frozenset[str] = frozenset()
 
 
 class CallListener(Protocol):
-    """Told of each model call the adapter makes (e.g. a steering step tracker)."""
+    """Told of each model call the adapter makes (e.g. a steering step tracker).
 
-    def begin(self, input_length: int) -> None: ...
+    ``begin(input_length, answer_length, start)``: the prompt is the first
+    ``input_length`` positions; up to ``answer_length`` scored answer tokens follow it
+    (they count as generated tokens); the call's input starts at position ``start``
+    (after a cached prompt, ``start = input_length``).
+    """
+
+    def begin(self, input_length: int, answer_length: int = 0, start: int = 0) -> None: ...
 
     def end(self) -> None: ...
 
@@ -65,6 +81,20 @@ class VLMAdapter:
         self.end_token = end
         self.end_token_ids = sorted({self.tokenizer.convert_tokens_to_ids(end)})
         self.call_listeners: list[CallListener] = []
+
+    @classmethod
+    def from_model(cls, model: Any, processor: Any, name_or_path: str | None = None) -> VLMAdapter:
+        """Wrap a model and processor loaded elsewhere (your own ``from_pretrained``
+        options, a quantized model, a ``peft.PeftModel``); the family comes from
+        ``model.config.model_type``, ``name_or_path`` defaults to the model's own.
+
+        Raises:
+            ModelError: the model is not of a supported family.
+        """
+        spec = detect_family(getattr(model, "config", None))
+        if name_or_path is None:
+            name_or_path = str(getattr(model, "name_or_path", "") or "")
+        return cls(model, processor, spec.name, name_or_path=name_or_path)
 
     # -- structure -----------------------------------------------------------------
     @property
@@ -207,7 +237,11 @@ class VLMAdapter:
         return self._encode(samples, answers, with_end=True)
 
     def _encode(
-        self, samples: Sequence[Sample], answers: Sequence[str] | None, with_end: bool
+        self,
+        samples: Sequence[Sample],
+        answers: Sequence[str] | None,
+        with_end: bool,
+        right: bool = False,
     ) -> Any:
         if not samples:
             raise bad_value("samples", [], "give at least one sample")
@@ -220,18 +254,22 @@ class VLMAdapter:
                 self._answer_ids(p, self._answer_text(s, p, a, with_end))
                 for s, p, a in zip(samples, prompts, answers, strict=True)
             ]
-            self._append_answers(batch, answer_ids)
+            self._append_answers(batch, answer_ids, right=right)
         self._check_lengths(samples, batch)
         return batch.to(self.device).to(self.dtype)
 
-    def _check_lengths(self, samples: Sequence[Sample], batch: Any) -> None:
+    def _check_lengths(
+        self, samples: Sequence[Sample], batch: Any, extra: Sequence[int] | None = None
+    ) -> None:
         """Refuse a sequence longer than the model's context before any forward pass: past
         it the positions are out of range, and the attention's memory grows with it."""
         limit = self.max_length
         if limit is None:
             return
         lengths = batch["attention_mask"].sum(dim=1).tolist()
-        for sample, n in zip(samples, lengths, strict=True):
+        extra = extra or [0] * len(samples)
+        for sample, n, more in zip(samples, lengths, extra, strict=True):
+            n += more
             if n > limit:
                 raise DataError(
                     f"sample {sample.id!r}: its prompt, image tokens and answer are {int(n)} "
@@ -239,12 +277,19 @@ class VLMAdapter:
                     "answer, or drop the sample"
                 )
 
-    def _append_answers(self, batch: Any, answer_ids: list[list[int]]) -> None:
-        """Append answer tokens to each (left-padded) prompt, add labels, re-pad left."""
+    def _append_answers(self, batch: Any, answer_ids: list[list[int]], right: bool = False) -> None:
+        """Append answer tokens to each (left-padded) prompt, add labels, re-pad left.
+
+        With ``right`` the prompts keep their left padding and the answers are padded on
+        the right instead, so that every answer starts at the same column (the prompt
+        width): what lets the steering tracker tell prompt from answer by column.
+        """
         ids = batch["input_ids"]
         keys = [k for k, v in batch.items() if isinstance(v, torch.Tensor) and v.shape == ids.shape]
         keep = batch["attention_mask"].bool()
         rows: dict[str, list[torch.Tensor]] = {k: [] for k in [*keys, "labels"]}
+        if right:
+            keep = torch.ones_like(keep)
         for i, ans in enumerate(answer_ids):
             n_prompt = int(keep[i].sum())
             ans_t = torch.tensor(ans, dtype=ids.dtype)
@@ -260,7 +305,10 @@ class VLMAdapter:
             value = pad_id if k == "input_ids" else _PAD_FILL.get(k, 0)
             out = torch.full((len(seqs), width), value, dtype=seqs[0].dtype)
             for i, s in enumerate(seqs):
-                out[i, width - len(s) :] = s
+                if right:
+                    out[i, : len(s)] = s
+                else:
+                    out[i, width - len(s) :] = s
             batch[k] = out
 
     def image_token_mask(self, batch: Any) -> torch.Tensor:
@@ -279,12 +327,16 @@ class VLMAdapter:
 
     # -- inference -----------------------------------------------------------------
     @contextmanager
-    def _model_call(self, batch: Mapping[str, torch.Tensor]) -> Iterator[None]:
-        """Announce one model call on ``batch`` (its input length) to ``call_listeners``."""
-        length = int(batch["input_ids"].shape[1])
+    def _model_call(
+        self, batch: Mapping[str, torch.Tensor], answer_length: int = 0, start: int = 0
+    ) -> Iterator[None]:
+        """Announce one model call on ``batch`` to ``call_listeners``: its prompt length
+        (the input's, less ``answer_length`` answer tokens at its end; see
+        :class:`CallListener`)."""
+        length = start + int(batch["input_ids"].shape[1]) - answer_length
         listeners = list(self.call_listeners)
         for listener in listeners:
-            listener.begin(length)
+            listener.begin(length, answer_length, start)
         try:
             yield
         finally:
@@ -295,6 +347,19 @@ class VLMAdapter:
         """``model(**batch)`` without ``labels`` (no loss computed)."""
         with self._model_call(batch):
             return self.model(**{k: v for k, v in batch.items() if k != "labels"})
+
+    def _generate_kwargs(self, max_new_tokens: int, overrides: Mapping[str, Any]) -> dict:
+        kwargs = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": False,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.end_token_ids,
+        }
+        kwargs.update(overrides)
+        return kwargs
+
+    def _decode(self, new_ids: torch.Tensor) -> list[str]:
+        return [t.strip() for t in self.tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
 
     def generate(
         self,
@@ -308,23 +373,58 @@ class VLMAdapter:
         """Answer each sample (greedy unless ``generate_kwargs`` say otherwise)."""
         from tqdm.auto import tqdm
 
-        kwargs = {
-            "max_new_tokens": max_new_tokens,
-            "do_sample": False,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "eos_token_id": self.end_token_ids,
-        }
-        kwargs.update(generate_kwargs)
+        kwargs = self._generate_kwargs(max_new_tokens, generate_kwargs)
         texts: list[str] = []
-        chunks = list(_chunks(list(samples), batch_size))
-        for chunk in tqdm(chunks, desc="generate", disable=not progress):
+        batches = list(chunks(list(samples), batch_size))
+        for chunk in tqdm(batches, desc="generate", disable=not progress):
             batch = self.collate(chunk)
             with torch.inference_mode(), self._model_call(batch):
                 out = self.model.generate(**batch, **kwargs)
-            new = out[:, batch["input_ids"].shape[1] :]
-            decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            texts.extend(t.strip() for t in decoded)
+            texts.extend(self._decode(out[:, batch["input_ids"].shape[1] :]))
         return texts
+
+    def generate_and_score(
+        self,
+        samples: Sequence[Sample],
+        options: Sequence[str] | Sequence[Sequence[str]],
+        *,
+        max_new_tokens: int = 32,
+        batch_size: int = 8,
+        option_batch_size: int | None = None,
+        scoring: str = "shared",
+        token_budget: int | None = None,
+        **generate_kwargs: Any,
+    ) -> tuple[list[str], OptionScores]:
+        """``generate`` and ``score_options`` of the same samples, sharing one prefill.
+
+        With ``shared`` scoring, the prefill of ``generate`` also gives each option's
+        first-token log-probability (its first step's logits) and the KV cache the
+        options continue from (cropped back to the prompt), so image and prompt are
+        encoded once per sample. The texts equal ``generate``'s and the scores
+        ``score_options``'s. ``batch_size`` samples per call; ``option_batch_size``
+        (default ``batch_size``) and ``token_budget`` bound the continuation passes.
+        ``independent`` scoring, a family in :data:`SHARED_SCORING_FALLBACK`, or beam
+        search / several sequences per prompt run the two apart.
+        """
+        rows_cap = option_batch_size or batch_size
+        # beams or several sequences per prompt reorder the cache along the batch
+        one_sequence = all(generate_kwargs.get(k, 1) == 1 for k in _MANY_SEQUENCES)
+        if scoring != "shared" or self.family in SHARED_SCORING_FALLBACK or not one_sequence:
+            texts = self.generate(
+                samples, max_new_tokens=max_new_tokens, batch_size=batch_size, **generate_kwargs
+            )
+            scores = self.score_options(
+                samples, options, batch_size=rows_cap, scoring=scoring, token_budget=token_budget
+            )
+            return texts, scores
+        samples = list(samples)
+        per_sample = normalise_options(options, len(samples))
+        sums, counts = self._empty_scores(per_sample, options)
+        kwargs = self._generate_kwargs(max_new_tokens, generate_kwargs)
+        texts = self._score_shared(
+            samples, per_sample, batch_size, token_budget, sums, counts, rows_cap, kwargs
+        )
+        return texts, OptionScores.from_sums(sums, counts)
 
     def score_options(
         self,
@@ -332,33 +432,125 @@ class VLMAdapter:
         options: Sequence[str] | Sequence[Sequence[str]],
         *,
         batch_size: int = 8,
+        scoring: str = "shared",
+        token_budget: int | None = None,
     ) -> OptionScores:
         """log P(option | prompt) of each candidate answer, as the assistant's answer.
 
         Only the option's tokens are scored (not the end-of-turn token), so that an
         option that is a prefix of another is not penalised for what follows.
         ``options`` is one list shared by all samples or one list per sample (ragged
-        lists leave NaN / 0 in the unused cells). ``batch_size`` counts
-        (sample, option) pairs per forward pass.
+        lists leave NaN / 0 in the unused cells). ``batch_size`` bounds the sequences
+        of each forward pass: (sample, option) pairs (independent), or prefixes and
+        then (sample, option) continuations (shared). With ``shared``,
+        ``token_budget`` also bounds the tokens of a continuation pass: each row holds
+        its cached prefix and its option tokens, so a pass takes at most
+        ``token_budget // (prefix width + option tokens)`` rows (at least one) and
+        memory stays flat as the number of options grows.
+
+        ``scoring``: ``shared`` (default) runs each sample's image and prompt once and
+        scores all its options from that prefix's KV cache; ``independent`` runs image,
+        prompt and option once per (sample, option) pair. Both score the same tokens
+        and agree to float precision. A family in :data:`SHARED_SCORING_FALLBACK` is
+        always scored independently. With either, option tokens count as generated
+        tokens for steering (``positions``), as they would in ``generate``.
         """
+        if scoring not in SCORING:
+            raise bad_value("scoring", scoring, f"use one of {list(SCORING)}")
+        if token_budget is not None and (not is_int(token_budget) or token_budget < 1):
+            raise bad_value("token_budget", token_budget, "use a positive integer or None")
         samples = list(samples)
         per_sample = normalise_options(options, len(samples))
-        k_max = max((len(o) for o in per_sample), default=len(options))
-        shape = (len(samples), k_max)
-        sums, counts = np.full(shape, np.nan), np.zeros(shape, dtype=np.int64)
+        sums, counts = self._empty_scores(per_sample, options)
+        if scoring == "shared" and self.family not in SHARED_SCORING_FALLBACK:
+            self._score_shared(samples, per_sample, batch_size, token_budget, sums, counts)
+        else:
+            self._score_independent(samples, per_sample, batch_size, sums, counts)
+        return OptionScores.from_sums(sums, counts)
+
+    @staticmethod
+    def _empty_scores(per_sample: list[list[str]], options: Sequence[Any]) -> tuple:
+        """``(sums, counts)`` of shape ``[samples, most options]``: NaN / 0 (ragged lists
+        leave those in their unused cells)."""
+        shape = (len(per_sample), max((len(o) for o in per_sample), default=len(options)))
+        return np.full(shape, np.nan), np.zeros(shape, dtype=np.int64)
+
+    def _score_independent(
+        self,
+        samples: list[Sample],
+        per_sample: list[list[str]],
+        batch_size: int,
+        sums: np.ndarray,
+        counts: np.ndarray,
+    ) -> None:
         pairs = [(i, k, s, o) for i, s in enumerate(samples) for k, o in enumerate(per_sample[i])]
-        for chunk in _chunks(pairs, batch_size):
-            batch = self._encode([p[2] for p in chunk], [p[3] for p in chunk], with_end=False)
+        for chunk in chunks(pairs, batch_size):
+            batch = self._encode(
+                [p[2] for p in chunk], [p[3] for p in chunk], with_end=False, right=True
+            )
             labels = batch.pop("labels")
-            keep = int((labels != -100).sum(dim=1).max()) + 1
-            with torch.inference_mode(), self._model_call(batch):
-                logits = self.model(**batch, logits_to_keep=keep).logits
+            answer = int((labels != -100).sum(dim=1).max())
+            self._add_positions(batch)
+            with torch.inference_mode(), self._model_call(batch, answer_length=answer):
+                logits = self.model(**batch, logits_to_keep=answer + 1).logits
             total, n = answer_logprobs(logits, labels)
             for (i, k, _, _), t, c in zip(chunk, total.tolist(), n.tolist(), strict=True):
                 sums[i, k], counts[i, k] = t, c
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-        return OptionScores(sum_logprob=sums, mean_logprob=means, n_tokens=counts)
+
+    def _score_shared(
+        self,
+        samples: list[Sample],
+        per_sample: list[list[str]],
+        batch_size: int,
+        token_budget: int | None,
+        sums: np.ndarray,
+        counts: np.ndarray,
+        rows_cap: int | None = None,
+        generate_kwargs: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Prefill ``batch_size`` samples at a time; their options continue from the
+        prefix's KV cache (see :mod:`fairvlm.models.shared_scoring`), at most
+        ``rows_cap`` rows (default ``batch_size``) per pass. With ``generate_kwargs``
+        the prefill is ``generate``'s, and its texts are returned."""
+        texts: list[str] = []
+        for group in chunks(range(len(samples)), batch_size):
+            chunk = [samples[i] for i in group]
+            answer_ids = shared_scoring.option_ids(self, chunk, [per_sample[i] for i in group])
+            batch = self._encode(chunk, None, with_end=False)
+            self._check_lengths(chunk, batch, [max(map(len, a), default=0) for a in answer_ids])
+            tail = shared_scoring.longest_tail(answer_ids)
+            with torch.inference_mode():
+                prefix = None
+                if generate_kwargs is not None:
+                    new, prefix = shared_scoring.prefill_by_generate(
+                        self, batch, tail > 0, generate_kwargs
+                    )
+                    texts.extend(self._decode(new))
+                if prefix is None:  # scoring alone, or a cache that cannot be cropped
+                    prefix = shared_scoring.prefill(self, batch, use_cache=tail > 0)
+                rows = shared_scoring.rows_per_pass(
+                    rows_cap or batch_size, token_budget, prefix.width, tail
+                )
+                scores = shared_scoring.score_from_prefix(self, prefix, answer_ids, rows)
+            shared_scoring.fill(scores, group, sums, counts)
+        return texts
+
+    def _add_positions(self, batch: Any) -> None:
+        """Position ids that count real tokens only, as ``generate`` gives a left-padded
+        batch: a sample's scores do not depend on how much padding its batch needs
+        (rotary positions are relative, but float32 rounding at shifted positions
+        moved a log-prob by up to ~3e-3 on a 600-token prompt). Qwen2-VL / 2.5-VL place
+        their multimodal positions from the attention mask themselves."""
+        if "image_grid_thw" in batch or "position_ids" in batch:
+            return
+        mask = batch["attention_mask"]
+        pos = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+        batch["position_ids"] = pos + self._first_position
+
+    @property
+    def _first_position(self) -> int:
+        """PaliGemma counts positions from 1."""
+        return 0 if self.spec.chat else 1
 
     # -- persistence ---------------------------------------------------------------
     def save(self, out_dir: str | Path, overwrite: bool = False) -> None:

@@ -36,7 +36,9 @@ class FamilySpec:
         video_workaround: the processor class requires a video processor, which needs
             torchvision; fairvlm builds it without one (see :func:`processor_class`).
         tiny: ``(TinyConfig, corpus) -> (config, processor)`` of a tiny random model of
-            the family (``fairvlm tiny``); ``None``: the family has none.
+            the family (``fairvlm tiny``); ``None``: the family has none. The built-in
+            families' builders also take ``geometry=`` a
+            :class:`~fairvlm.models.published.Geometry` (``--geometry published``).
     """
 
     name: str

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,53 @@ def parse_device(device: str | None) -> str:
     return str(device)
 
 
+#: ``from_pretrained`` options that fairvlm sets itself -> what to write instead.
+OWN_OPTIONS: dict[str, str] = {
+    "trust_remote_code": "use load_vlm's trust_remote_code argument (off unless asked)",
+    "dtype": "use load_vlm's dtype argument (--dtype)",
+    "device": "use load_vlm's device argument (--device)",
+    "adapter": "use load_vlm's adapter argument (--adapter)",
+    "use_safetensors": "drop it: fairvlm loads safetensors only, never pickles",
+    "pretrained_model_name_or_path": "give the model as load_vlm's first argument",
+}
+
+
+def check_load_options(options: Mapping[str, Any], name: str = "from_pretrained_kwargs") -> dict:
+    """``options`` as a dict, refusing the keys fairvlm sets itself (``name`` in messages)."""
+    for key in options:
+        if key in OWN_OPTIONS:
+            raise bad_value(name, key, OWN_OPTIONS[key])
+    return dict(options)
+
+
+def check_cuda_options(options: Mapping[str, Any]) -> None:
+    """Refuse, before any download, the options only a CUDA machine can honour: a
+    bitsandbytes 4/8-bit ``quantization_config`` and ``flash_attention_2``. Transformers
+    would fail later with a long trace, or fall back to another kernel."""
+    import torch
+
+    quant = options.get("quantization_config")
+    get = quant.get if isinstance(quant, Mapping) else lambda k, d=None: getattr(quant, k, d)
+    bits = "4-bit" if get("load_in_4bit", False) else "8-bit" if get("load_in_8bit", False) else ""
+    needs = []
+    if bits:
+        needs.append(("quantization_config", f"{bits} quantization", "bitsandbytes"))
+    attn = options.get("attn_implementation")
+    if attn == "flash_attention_2":
+        needs.append(("attn_implementation", attn, "flash-attn"))
+    for key, what, package in needs:
+        if not torch.cuda.is_available():
+            raise ModelError(
+                f"{key}: {what} needs a CUDA GPU and none is visible: run on a CUDA machine "
+                f"(with `pip install {package}`), or drop {key}"
+            )
+        if importlib.util.find_spec(package.replace("-", "_")) is None:
+            raise ModelError(
+                f"{key}: {what} needs the {package} package, which is not installed: "
+                f"`pip install {package}`, or drop {key}"
+            )
+
+
 def offline() -> bool:
     """Whether the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` set)."""
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
@@ -96,6 +145,7 @@ def load_vlm(
     device: str | None = None,
     adapter: str | Path | None = None,
     trust_remote_code: bool = False,
+    **from_pretrained_kwargs: Any,
 ) -> VLMAdapter:
     """Load a supported VLM and its processor; the family comes from ``config.model_type``.
 
@@ -107,20 +157,38 @@ def load_vlm(
             or ``"meta"`` (the structure without weights: fast, for inspection only).
         adapter: a PEFT adapter directory (e.g. a LoRA from ``fairvlm train``) to load on top.
         trust_remote_code: run code shipped with the checkpoint (off unless asked).
+        **from_pretrained_kwargs: passed to the model's ``from_pretrained``: ``device_map``,
+            ``attn_implementation``, ``revision`` (also given to the config and processor),
+            ``quantization_config`` (a dict or ``BitsAndBytesConfig``; needs CUDA),
+            ``low_cpu_mem_usage``, ... ``torch_dtype`` stands for ``dtype``.
 
     Raises:
-        ModelError: missing path, unsupported architecture, unloadable adapter.
+        ModelError: missing path, unsupported architecture, unloadable adapter, an option
+            that needs CUDA on a machine without it.
     """
     import torch
     from transformers import AutoConfig
 
+    options = check_load_options(from_pretrained_kwargs)
+    if "torch_dtype" in options:
+        if dtype is not None:
+            raise bad_value("torch_dtype", options["torch_dtype"], "give dtype only, not both")
+        dtype = options.pop("torch_dtype")
+    if "device_map" in options and device is not None:
+        raise bad_value("device_map", options["device_map"], "give device or device_map, not both")
+    check_cuda_options(options)
     src = check_source(path_or_hub_id)
-    dev = parse_device(device)
+    # with a device_map, accelerate places the weights; the dtype default follows its target
+    dev = parse_device(device) if "device_map" not in options else None
     if dev == "meta" and adapter is not None:
         raise bad_value("device", dev, "an adapter needs weights: use cpu, cuda or auto")
-    torch_dtype = parse_dtype(dtype, dev)
+    if dev == "meta" and set(options) - _META_OPTIONS:
+        key = sorted(set(options) - _META_OPTIONS)[0]
+        raise bad_value(key, options[key], "device='meta' reads no weights: drop it or use cpu")
+    torch_dtype = parse_dtype(dtype, dev or ("cpu" if options["device_map"] == "cpu" else "auto"))
+    hub = {"revision": options["revision"]} if "revision" in options else {}
     try:
-        config = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code, **hub)
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"path={src!r} cannot be loaded as a transformers checkpoint ({exc}); fairvlm "
@@ -128,16 +196,31 @@ def load_vlm(
         ) from exc
     spec = detect_family(config)
     model_cls = transformers_class(spec.model_class)
-    processor = load_processor(spec, src, trust_remote_code=trust_remote_code)
+    processor = load_processor(spec, src, trust_remote_code=trust_remote_code, **hub)
     if dev == "meta":  # structure only: no weights read, no memory used
         with torch.device("meta"):
-            model = model_cls._from_config(config, dtype=_meta_dtype(torch_dtype, config))
+            model = model_cls._from_config(
+                config, dtype=_meta_dtype(torch_dtype, config), **_without(options, "revision")
+            )
     else:
-        model = _from_pretrained(model_cls, src, torch_dtype, trust_remote_code).to(dev)
+        if options.get("quantization_config") is not None and dev is not None:
+            # a quantized model is placed while it loads: 8-bit bitsandbytes refuses .to()
+            options, dev = {**options, "device_map": {"": dev}}, None
+        model = _from_pretrained(model_cls, src, torch_dtype, trust_remote_code, options)
+        if dev is not None:
+            model = model.to(dev)
     if adapter is not None:
         model = _load_adapter(model, adapter)
     model.eval()
     return VLMAdapter(model, processor, spec.name, name_or_path=src)
+
+
+#: the options a structure-only (``meta``) model honours
+_META_OPTIONS = {"revision", "attn_implementation"}
+
+
+def _without(options: Mapping[str, Any], key: str) -> dict:
+    return {k: v for k, v in options.items() if k != key}
 
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -157,14 +240,20 @@ def _check_safetensors(folder: Path, what: str, weights: str = "*.safetensors") 
         raise ModelError(f"{what}={str(folder)!r} holds pickled weights ({pickles[0]}): {_CONVERT}")
 
 
-def _from_pretrained(model_cls: Any, src: str, dtype: Any, trust_remote_code: bool) -> Any:
+def _from_pretrained(
+    model_cls: Any, src: str, dtype: Any, trust_remote_code: bool, options: Mapping[str, Any]
+) -> Any:
     """``from_pretrained`` of safetensors weights, with one-line errors for bad files."""
     from safetensors import SafetensorError
 
     _check_safetensors(Path(src), "path")
     try:
         return model_cls.from_pretrained(
-            src, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True
+            src,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=True,
+            **options,
         )
     except SafetensorError as exc:
         raise ModelError(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from fairvlm.errors import bad_value
+
+#: How ``VLMAdapter.score_options`` runs: one prefill per sample whose KV cache all its
+#: options share, or one full forward pass per (sample, option) pair.
+SCORING = ("shared", "independent")
 
 
 @dataclass
@@ -24,6 +29,13 @@ class OptionScores:
     sum_logprob: np.ndarray
     mean_logprob: np.ndarray
     n_tokens: np.ndarray
+
+    @classmethod
+    def from_sums(cls, sums: np.ndarray, counts: np.ndarray) -> OptionScores:
+        """The scores of summed log-probabilities and token counts (mean NaN at 0 tokens)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return cls(sum_logprob=sums, mean_logprob=means, n_tokens=counts)
 
     def best(self, mean: bool = False) -> np.ndarray:
         """Index of the highest-scoring option per sample."""
@@ -41,14 +53,26 @@ def answer_logprobs(
     position ``p + 1`` is scored with the logits at position ``p``.
 
     Returns:
-        ``(sum_logprob [B], n_tokens [B])`` in float32 / int64.
+        ``(sum_logprob [B], n_tokens [B])`` in float32 (float64 for a float64 model) / int64.
     """
     n = logits.shape[1]
     targets = labels[:, labels.shape[1] - n + 1 :]
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    logp = log_probs(logits[:, :-1])
     mask = targets != -100
     picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (picked * mask).sum(dim=1), mask.sum(dim=1)
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of ``items`` of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """``log_softmax`` over the vocabulary in float32 at least (a float64 model keeps
+    float64, so that the scoring paths can be compared free of rounding)."""
+    return torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
 
 
 def normalise_options(

@@ -14,6 +14,7 @@ from fairvlm.atomic import check_output_dir
 from fairvlm.errors import bad_value
 from fairvlm.models.adapter import VLMAdapter
 from fairvlm.models.families import get_family, transformers_class
+from fairvlm.models.published import GEOMETRIES, PUBLISHED, Geometry
 from fairvlm.models.tiny_configs import DEFAULT_CORPUS, TinyConfig
 
 
@@ -26,8 +27,9 @@ def build_tiny_vlm(
     num_heads: int = 4,
     vision_hidden_size: int = 32,
     vision_layers: int = 2,
-    image_size: int = 32,
-    patch_size: int = 8,
+    image_size: int | None = None,
+    patch_size: int | None = None,
+    geometry: str = "tiny",
     corpus: Iterable[str] | None = None,
     seed: int = 0,
     vocab_size: int = 512,
@@ -41,10 +43,18 @@ def build_tiny_vlm(
     processor are saved there with ``save_pretrained`` (``load_vlm(out_dir)`` reloads it);
     an existing ``out_dir`` is replaced only when it is a fairvlm model folder or empty,
     unless ``overwrite`` (checked before any work).
+
+    ``geometry`` (one of :data:`~fairvlm.models.published.GEOMETRIES`): ``"tiny"`` takes
+    ``image_size`` (default 32) and ``patch_size`` (default 8); ``"published"`` takes the
+    reference checkpoint's input geometry (:data:`~fairvlm.models.published.PUBLISHED`:
+    image and patch size, tiles, merge factor, processor settings) at these widths.
     """
     import torch
 
     spec = get_family(family)
+    published = _published(spec.name, geometry, image_size, patch_size)
+    if published is not None:
+        image_size, patch_size = published.image_size, published.patch_size
     if out_dir is not None:
         check_output_dir(Path(out_dir), "model", overwrite)
     cfg = TinyConfig(
@@ -53,8 +63,8 @@ def build_tiny_vlm(
         num_heads=num_heads,
         vision_hidden_size=vision_hidden_size,
         vision_layers=vision_layers,
-        image_size=image_size,
-        patch_size=patch_size,
+        image_size=32 if image_size is None and published is None else image_size,
+        patch_size=8 if patch_size is None else patch_size,
         vocab_size=vocab_size,
         seed=seed,
     )
@@ -63,7 +73,10 @@ def build_tiny_vlm(
         raise bad_value("corpus", texts, "give at least one text, or None for the default")
     if spec.tiny is None:
         raise bad_value("family", family, "this family has no tiny builder (FamilySpec.tiny)")
-    config, processor = spec.tiny(cfg, texts)
+    if published is None:
+        config, processor = spec.tiny(cfg, texts)
+    else:
+        config, processor = spec.tiny(cfg, texts, geometry=published)
     torch.manual_seed(seed)
     model = transformers_class(spec.model_class)(config).eval()
     tok = processor.tokenizer
@@ -77,3 +90,21 @@ def build_tiny_vlm(
         adapter.save(out_dir, overwrite=overwrite)
         adapter.name_or_path = str(out_dir)
     return adapter
+
+
+def _published(
+    family: str, geometry: str, image_size: int | None, patch_size: int | None
+) -> Geometry | None:
+    """The published geometry of ``family`` when ``geometry`` asks for it, else ``None``."""
+    if geometry not in GEOMETRIES:
+        raise bad_value("geometry", geometry, f"use one of {', '.join(GEOMETRIES)}")
+    if geometry == "tiny":
+        return None
+    if family not in PUBLISHED:
+        raise bad_value("geometry", geometry, f"{family} has no published geometry; use tiny")
+    for name, value in (("image_size", image_size), ("patch_size", patch_size)):
+        if value is not None:
+            raise bad_value(
+                name, value, "drop it: geometry=published takes the reference checkpoint's"
+            )
+    return PUBLISHED[family]

@@ -3,7 +3,9 @@
 
 Each builder takes the sizes and the tokenizer corpus and returns ``(config, processor)``
 with the family's own processor class (PIL image backend) and a chat template in the
-format of the released checkpoints (:mod:`fairvlm.models.templates`).
+format of the released checkpoints (:mod:`fairvlm.models.templates`). The input geometry
+is the tiny one derived from the sizes, or a given :class:`~fairvlm.models.published.Geometry`
+(the reference checkpoint's, ``--geometry published``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from fairvlm.config import Config, is_int
 from fairvlm.errors import bad_value
 from fairvlm.models import templates
 from fairvlm.models.families import get_family, processor_class, transformers_class
+from fairvlm.models.published import Geometry
 
 #: Text the tokenizer is trained on when no corpus is given: short VQA-style English.
 DEFAULT_CORPUS: tuple[str, ...] = (
@@ -145,7 +148,12 @@ def _cls(name: str) -> Any:
     return transformers_class(name)
 
 
-def _text_kwargs(cfg: TinyConfig, tok: Any) -> dict[str, Any]:
+def _tiny_geometry(cfg: TinyConfig, **extra: Any) -> Geometry:
+    """The tiny geometry: the sizes' image and patch, short text positions."""
+    return Geometry("tiny", cfg.image_size, cfg.patch_size, text_positions=2048, **extra)
+
+
+def _text_kwargs(cfg: TinyConfig, tok: Any, geo: Geometry) -> dict[str, Any]:
     """Decoder sizes shared by the Llama-like text configs."""
     return {
         "vocab_size": len(tok),
@@ -154,7 +162,7 @@ def _text_kwargs(cfg: TinyConfig, tok: Any) -> dict[str, Any]:
         "num_hidden_layers": cfg.num_layers,
         "num_attention_heads": cfg.num_heads,
         "num_key_value_heads": cfg.num_heads,
-        "max_position_embeddings": 2048,
+        "max_position_embeddings": geo.text_positions,
         "pad_token_id": tok.pad_token_id,
         "bos_token_id": tok.bos_token_id,
         "eos_token_id": tok.eos_token_id,
@@ -163,15 +171,15 @@ def _text_kwargs(cfg: TinyConfig, tok: Any) -> dict[str, Any]:
     }
 
 
-def _vision_kwargs(cfg: TinyConfig) -> dict[str, Any]:
+def _vision_kwargs(cfg: TinyConfig, geo: Geometry) -> dict[str, Any]:
     """ViT sizes shared by the CLIP / SigLIP / Idefics3 vision configs."""
     return {
         "hidden_size": cfg.vision_hidden_size,
         "intermediate_size": 2 * cfg.vision_hidden_size,
         "num_hidden_layers": cfg.vision_layers,
         "num_attention_heads": cfg.num_heads,
-        "image_size": cfg.image_size,
-        "patch_size": cfg.patch_size,
+        "image_size": geo.image_size,
+        "patch_size": geo.patch_size,
         "initializer_range": TINY_INIT,
     }
 
@@ -188,30 +196,31 @@ def _llama_tokenizer(cfg: TinyConfig, corpus: list[str]) -> Any:
     )
 
 
-def _llava_common(cfg: TinyConfig, tok: Any) -> dict[str, Any]:
+def _llava_common(cfg: TinyConfig, tok: Any, geo: Geometry) -> dict[str, Any]:
     return {
         "vision_config": _cls("CLIPVisionConfig")(
-            **_vision_kwargs(cfg), projection_dim=cfg.hidden_size
+            **_vision_kwargs(cfg, geo), projection_dim=cfg.hidden_size
         ),
-        "text_config": _cls("LlamaConfig")(**_text_kwargs(cfg, tok)),
+        "text_config": _cls("LlamaConfig")(**_text_kwargs(cfg, tok, geo)),
         "image_token_index": tok.convert_tokens_to_ids("<image>"),
         "vision_feature_layer": -1,  # the last layer, so that every vision layer is used
         "vision_feature_select_strategy": "default",
     }
 
 
-def _llava_processor_kwargs(cfg: TinyConfig) -> dict[str, Any]:
+def _llava_processor_kwargs(geo: Geometry) -> dict[str, Any]:
     return {
-        "patch_size": cfg.patch_size,
+        "patch_size": geo.patch_size,
         "vision_feature_select_strategy": "default",
         "num_additional_image_tokens": 1,  # CLIP's CLS token, dropped by "default"
     }
 
 
-def llava(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+def llava(cfg: TinyConfig, corpus: list[str], geometry: Geometry | None = None) -> tuple[Any, Any]:
     """LLaVA-1.5: CLIP ViT + 2-layer MLP projector + Llama."""
+    geo = geometry or _tiny_geometry(cfg)
     tok = _llama_tokenizer(cfg, corpus)
-    side = cfg.image_size
+    side = geo.image_size
     image_proc = _cls("CLIPImageProcessorPil")(
         size={"shortest_edge": side}, crop_size={"height": side, "width": side}
     )
@@ -219,16 +228,20 @@ def llava(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
         image_processor=image_proc,
         tokenizer=tok,
         chat_template=templates.LLAVA,
-        **_llava_processor_kwargs(cfg),
+        **_llava_processor_kwargs(geo),
     )
-    return _cls("LlavaConfig")(**_llava_common(cfg, tok)), processor
+    return _cls("LlavaConfig")(**_llava_common(cfg, tok, geo)), processor
 
 
-def llava_next(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+def llava_next(
+    cfg: TinyConfig, corpus: list[str], geometry: Geometry | None = None
+) -> tuple[Any, Any]:
     """LLaVA-NeXT: LLaVA with "anyres" tiles chosen from a grid of pinpoints."""
+    t = cfg.image_size
+    geo = geometry or _tiny_geometry(cfg, pinpoints=((t, 2 * t), (2 * t, t), (2 * t, 2 * t)))
     tok = _llama_tokenizer(cfg, corpus)
-    s = cfg.image_size
-    pinpoints = [[s, 2 * s], [2 * s, s], [2 * s, 2 * s]]
+    s = geo.image_size
+    pinpoints = [list(p) for p in geo.pinpoints]
     image_proc = _cls("LlavaNextImageProcessorPil")(
         size={"shortest_edge": s},
         crop_size={"height": s, "width": s},
@@ -238,24 +251,33 @@ def llava_next(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
         image_processor=image_proc,
         tokenizer=tok,
         chat_template=templates.LLAVA_NEXT,
-        **_llava_processor_kwargs(cfg),
+        **_llava_processor_kwargs(geo),
     )
-    config = _cls("LlavaNextConfig")(**_llava_common(cfg, tok), image_grid_pinpoints=pinpoints)
+    config = _cls("LlavaNextConfig")(**_llava_common(cfg, tok, geo), image_grid_pinpoints=pinpoints)
     return config, processor
 
 
-def _qwen(cfg: TinyConfig, corpus: list[str], family: str) -> tuple[Any, Any]:
+def _qwen(
+    cfg: TinyConfig, corpus: list[str], family: str, geometry: Geometry | None
+) -> tuple[Any, Any]:
     """Qwen2-VL / Qwen2.5-VL: native-resolution ViT with 2x2 patch merging + Qwen2 + M-RoPE."""
+    factor = cfg.patch_size * 2
+    geo = geometry or _tiny_geometry(
+        cfg,
+        merge=2,
+        min_pixels=factor * factor,
+        max_pixels=4 * cfg.image_size**2,
+        window_size=2 * factor,  # windows of 2x2 merged patches
+    )
     tok = train_tokenizer(
         corpus, _QWEN_SPECIALS, vocab_size=cfg.vocab_size, eos="<|im_end|>", pad="<|endoftext|>"
     )
-    merge = 2
-    factor = cfg.patch_size * merge
+    merge = geo.merge
     image_proc = _cls("Qwen2VLImageProcessorPil")(
-        patch_size=cfg.patch_size,
+        patch_size=geo.patch_size,
         merge_size=merge,
         temporal_patch_size=2,
-        size={"shortest_edge": factor * factor, "longest_edge": 4 * cfg.image_size**2},
+        size={"shortest_edge": geo.min_pixels, "longest_edge": geo.max_pixels},
     )
     processor = processor_class(get_family(family))(
         image_processor=image_proc, tokenizer=tok, chat_template=templates.QWEN2_VL
@@ -263,14 +285,14 @@ def _qwen(cfg: TinyConfig, corpus: list[str], family: str) -> tuple[Any, Any]:
     half = cfg.head_dim // 2  # M-RoPE splits the rotary half-dim into (t, h, w) sections
     section = [half - 2 * (half // 4), half // 4, half // 4]
     text = {
-        **_text_kwargs(cfg, tok),
+        **_text_kwargs(cfg, tok, geo),
         "bos_token_id": None,
         "rope_parameters": {"rope_type": "default", "mrope_section": section, "rope_theta": 1e4},
     }
     vision = {
         "depth": cfg.vision_layers,
         "num_heads": cfg.num_heads,
-        "patch_size": cfg.patch_size,
+        "patch_size": geo.patch_size,
         "spatial_merge_size": merge,
         "temporal_patch_size": 2,
         "initializer_range": TINY_INIT,
@@ -283,7 +305,7 @@ def _qwen(cfg: TinyConfig, corpus: list[str], family: str) -> tuple[Any, Any]:
             hidden_size=cfg.vision_hidden_size,
             intermediate_size=2 * cfg.vision_hidden_size,
             out_hidden_size=cfg.hidden_size,
-            window_size=2 * factor,  # windows of 2x2 merged patches
+            window_size=geo.window_size,
             fullatt_block_indexes=[cfg.vision_layers - 1],
         )
         config_cls = _cls("Qwen2_5_VLConfig")
@@ -299,18 +321,26 @@ def _qwen(cfg: TinyConfig, corpus: list[str], family: str) -> tuple[Any, Any]:
     return config, processor
 
 
-def qwen2_vl(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+def qwen2_vl(
+    cfg: TinyConfig, corpus: list[str], geometry: Geometry | None = None
+) -> tuple[Any, Any]:
     """Qwen2-VL."""
-    return _qwen(cfg, corpus, "qwen2_vl")
+    return _qwen(cfg, corpus, "qwen2_vl", geometry)
 
 
-def qwen2_5_vl(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+def qwen2_5_vl(
+    cfg: TinyConfig, corpus: list[str], geometry: Geometry | None = None
+) -> tuple[Any, Any]:
     """Qwen2.5-VL (windowed vision attention, SwiGLU vision MLP)."""
-    return _qwen(cfg, corpus, "qwen2_5_vl")
+    return _qwen(cfg, corpus, "qwen2_5_vl", geometry)
 
 
-def _idefics(cfg: TinyConfig, corpus: list[str], family: str) -> tuple[Any, Any]:
+def _idefics(
+    cfg: TinyConfig, corpus: list[str], family: str, geometry: Geometry | None
+) -> tuple[Any, Any]:
     """Idefics3 / SmolVLM: SigLIP-like ViT, pixel-shuffle connector, Llama; image tiles."""
+    # tiny: up to 2x2 tiles + the global image
+    geo = geometry or _tiny_geometry(cfg, merge=2, longest_edge=2 * cfg.image_size)
     bos = "<|begin_of_text|>" if family == "idefics3" else "<|im_start|>"
     tok = train_tokenizer(
         corpus,
@@ -321,12 +351,12 @@ def _idefics(cfg: TinyConfig, corpus: list[str], family: str) -> tuple[Any, Any]
         pad="<pad>",
         unk="<unk>",
     )
-    scale = 2  # pixel shuffle: (image_size / patch)^2 / scale^2 tokens per tile
-    seq_len = (cfg.image_size // cfg.patch_size) ** 2 // scale**2
+    scale = geo.merge  # pixel shuffle: (image_size / patch)^2 / scale^2 tokens per tile
+    seq_len = (geo.image_size // geo.patch_size) ** 2 // scale**2
     prefix = "Idefics3" if family == "idefics3" else "SmolVLM"
     image_proc = _cls(f"{prefix}ImageProcessorPil")(
-        size={"longest_edge": 2 * cfg.image_size},  # up to 2x2 tiles + the global image
-        max_image_size={"longest_edge": cfg.image_size},
+        size={"longest_edge": geo.longest_edge},
+        max_image_size={"longest_edge": geo.image_size},
         do_image_splitting=True,
     )
     template = templates.IDEFICS3 if family == "idefics3" else templates.SMOLVLM
@@ -334,25 +364,31 @@ def _idefics(cfg: TinyConfig, corpus: list[str], family: str) -> tuple[Any, Any]
         image_processor=image_proc, tokenizer=tok, image_seq_len=seq_len, chat_template=template
     )
     config = _cls(f"{prefix}Config")(
-        vision_config=_cls(f"{prefix}VisionConfig")(**_vision_kwargs(cfg)),
-        text_config=_cls("LlamaConfig")(**_text_kwargs(cfg, tok)),
+        vision_config=_cls(f"{prefix}VisionConfig")(**_vision_kwargs(cfg, geo)),
+        text_config=_cls("LlamaConfig")(**_text_kwargs(cfg, tok, geo)),
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         scale_factor=scale,
     )
     return config, processor
 
 
-def idefics3(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+def idefics3(
+    cfg: TinyConfig, corpus: list[str], geometry: Geometry | None = None
+) -> tuple[Any, Any]:
     """Idefics3."""
-    return _idefics(cfg, corpus, "idefics3")
+    return _idefics(cfg, corpus, "idefics3", geometry)
 
 
-def smolvlm(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+def smolvlm(
+    cfg: TinyConfig, corpus: list[str], geometry: Geometry | None = None
+) -> tuple[Any, Any]:
     """SmolVLM."""
-    return _idefics(cfg, corpus, "smolvlm")
+    return _idefics(cfg, corpus, "smolvlm", geometry)
 
 
-def paligemma(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
+def paligemma(
+    cfg: TinyConfig, corpus: list[str], geometry: Geometry | None = None
+) -> tuple[Any, Any]:
     """PaliGemma: SigLIP + linear projector + Gemma, prefix-LM over "<image>...<bos>prompt\\n"."""
     tok = train_tokenizer(
         corpus,
@@ -363,15 +399,16 @@ def paligemma(cfg: TinyConfig, corpus: list[str]) -> tuple[Any, Any]:
         pad="<pad>",
         unk="<unk>",
     )
-    side = cfg.image_size
+    geo = geometry or _tiny_geometry(cfg)
+    side = geo.image_size
     image_proc = _cls("SiglipImageProcessorPil")(size={"height": side, "width": side})
-    image_proc.image_seq_length = (side // cfg.patch_size) ** 2
+    image_proc.image_seq_length = (side // geo.patch_size) ** 2
     # The processor adds <image> and ~1,150 <locNNNN>/<segNNN> tokens to the tokenizer:
     # the text vocabulary is sized after it is built.
     processor = processor_class(get_family("paligemma"))(image_processor=image_proc, tokenizer=tok)
-    text = {**_text_kwargs(cfg, tok), "head_dim": cfg.head_dim, "tie_word_embeddings": True}
+    text = {**_text_kwargs(cfg, tok, geo), "head_dim": cfg.head_dim, "tie_word_embeddings": True}
     config = _cls("PaliGemmaConfig")(
-        vision_config=_cls("SiglipVisionConfig")(**_vision_kwargs(cfg)),
+        vision_config=_cls("SiglipVisionConfig")(**_vision_kwargs(cfg, geo)),
         text_config=_cls("GemmaConfig")(**text),
         image_token_index=processor.image_token_id,
         projection_dim=cfg.hidden_size,

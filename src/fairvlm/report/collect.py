@@ -63,16 +63,6 @@ def load_summary(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def fmt_value(v: float | None, ci: list[float] | None = None, digits: int = 3) -> str:
-    """``0.812 [0.780, 0.840]`` (``-`` when missing)."""
-    if v is None:
-        return "-"
-    text = f"{v:.{digits}f}"
-    if ci:
-        text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-    return text
-
-
 def load_metrics(run_dir: Path, row: Mapping[str, Any]) -> dict[str, Any]:
     """The metrics.json of a row's audit ({} when missing)."""
     folder = resolve(run_dir, row.get("audit"))
@@ -80,9 +70,15 @@ def load_metrics(run_dir: Path, row: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(path.read_text()) if path and path.is_file() else {}
 
 
+def metric_entry(metrics: dict, task: str, metric: str) -> dict | None:
+    """``metrics["tasks"][task]["metrics"][metric]`` of a metrics.json, or ``None``."""
+    entry = (((metrics.get("tasks") or {}).get(task) or {}).get("metrics") or {}).get(metric)
+    return entry if isinstance(entry, dict) else None
+
+
 def group_values(metrics: dict, task: str, metric: str, attribute: str) -> dict[str, tuple]:
     """group -> (value, ci) of one metric and attribute in a metrics.json."""
-    entry = (((metrics.get("tasks") or {}).get(task) or {}).get("metrics") or {}).get(metric) or {}
+    entry = metric_entry(metrics, task, metric) or {}
     attr = (entry.get("by_attribute") or {}).get(attribute)
     groups = attr.get("groups") if isinstance(attr, dict) else None
     return {
@@ -92,10 +88,17 @@ def group_values(metrics: dict, task: str, metric: str, attribute: str) -> dict[
     }
 
 
+def group_counts(metrics: dict, task: str, metric: str, attribute: str) -> dict[str, tuple]:
+    """group -> (n, small) of one metric and attribute in a metrics.json."""
+    entry = metric_entry(metrics, task, metric) or {}
+    groups = ((entry.get("by_attribute") or {}).get(attribute) or {}).get("groups") or {}
+    return {str(g): (d.get("n"), bool(d.get("small"))) for g, d in groups.items()}
+
+
 def attribute_values(metrics: dict, task: str, metric: str) -> dict[str, tuple]:
     """attribute -> (value, None) of a ranking metric (MaxSkew, MinSkew, NDKL: one number
     per attribute, no CI)."""
-    entry = (((metrics.get("tasks") or {}).get(task) or {}).get("metrics") or {}).get(metric) or {}
+    entry = metric_entry(metrics, task, metric) or {}
     by_attr = entry.get("by_attribute") or {}
     return {str(a): (v, None) for a, v in by_attr.items() if isinstance(v, int | float)}
 

@@ -2,9 +2,10 @@
 
 Everything is inline: CSS in a ``<style>``, every plot and image a ``data:`` PNG, no
 script, and a Content-Security-Policy that forbids any other source, so opening the
-file makes no network request. Sections per study: the comparison table (best per
-column marked), per-group bar charts per metric, the fairness-utility scatter with its
-Pareto front, training curves, and sample outputs side by side per group.
+file makes no network request. Sections per study: the comparison table (cells
+significantly better than the study's reference row marked), per-group bar charts per
+metric, the fairness-utility scatter with its Pareto front, training curves, and sample
+outputs side by side per group.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from typing import Any
 
 from fairvlm.atomic import atomic_write_text
 from fairvlm.report import collect, plots
-from fairvlm.report.collect import fmt_value
+from fairvlm.report.text import (
+    HEADLINE_KINDS,
+    PAIR_EXPLAINED,
+    all_notes,
+    fmt_diff,
+    fmt_pair,
+    fmt_value,
+    format_sizes,
+    legend,
+)
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _CSS = """
@@ -26,8 +36,8 @@ h3{font-size:15px;margin-top:22px}
 table{border-collapse:collapse;font-size:12px;margin:8px 0}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
-td.best{background:#d9f2d9;font-weight:bold}td.best::after{content:" \\2605"}
-.ci{color:#777;font-size:11px}.plots img{margin:4px;border:1px solid #eee}
+td.better{background:#d9f2d9;font-weight:bold}td.better::after{content:" \\2605"}
+.ci{color:#777;font-size:11px}.pair{color:#555;font-size:10px}.plots img{margin:4px;border:1px solid #eee}
 .samples td{vertical-align:top;white-space:normal;text-align:left;max-width:260px}
 .note{color:#666;font-size:12px}
 """
@@ -41,28 +51,53 @@ def _img(png: bytes, alt: str, cls: str = "plot") -> str:
 
 def _table(study: dict) -> str:
     cols = study["columns"]
+    ref = study.get("reference", "base")
+    delta_th = f'<th title="change versus {html.escape(ref)}, paired CI">&Delta; vs {html.escape(ref)}</th>'
     head = "".join(
         f'<th title="{html.escape(_GOAL_TEXT.get(c["goal"], ""))}">{html.escape(c["label"])}</th>'
+        + (delta_th if c["kind"] in HEADLINE_KINDS else "")
         for c in cols
     )
     body = []
     for row in study["rows"]:
-        cells = [f"<td>{html.escape(row['method'])}</td>"]
+        flag = ' <span class="note">(collapsed: at chance)</span>' if row.get("collapsed") else ""
+        cells = [f"<td>{html.escape(row['method'])}{flag}</td>"]
         for c in cols:
             v = row["values"][c["key"]]
-            best = row["method"] in study["best"].get(c["key"], [])
+            vs = v.get("vs_reference")
             ci = v.get("ci")
             text = fmt_value(v["value"])
             if ci and v["value"] is not None:
                 text += f'<br><span class="ci">[{ci[0]:.3f}, {ci[1]:.3f}]</span>'
-            cells.append(f'<td class="{"best" if best else ""}">{text}</td>')
+            if v.get("pair"):
+                text += f'<br><span class="pair">{html.escape(fmt_pair(v["pair"]))}</span>'
+            cells.append(f'<td class="{"better" if (vs or {}).get("better") else ""}">{text}</td>')
+            if c["kind"] in HEADLINE_KINDS:
+                cells.append(f'<td class="delta">{_delta(vs, row["method"] == ref)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
+    has_pair = any(v.get("pair") for r in study["rows"] for v in r["values"].values())
+    pair_note = f'<p class="note">{html.escape(PAIR_EXPLAINED)}</p>' if has_pair else ""
+    notes = "".join(
+        f'<p class="note">{html.escape(n)}</p>' for n in format_sizes(study.get("groups") or {})
+    ) + "".join(f'<p class="note">note: {html.escape(n)}</p>' for n in all_notes(study))
     return (
         f'<table class="summary" id="summary-{html.escape(study["name"])}">'
         f"<tr><th>method</th>{head}</tr>{''.join(body)}</table>"
-        '<p class="note">95% bootstrap CIs in brackets; &#9733; best per column '
-        "(gap, NDKL, mention rate: lowest; skews: closest to 0; utility and ES: highest).</p>"
+        f'<p class="note">95% bootstrap CIs in brackets; &Delta;: the change versus '
+        f"{html.escape(ref)} with its paired 95% CI; &#9733; {html.escape(legend(study))} "
+        "(gap, NDKL, mention rate: lower is better; skews: closer to 0; utility and ES: "
+        f"higher).</p>{pair_note}{notes}"
     )
+
+
+def _delta(vs: dict | None, is_reference: bool) -> str:
+    if is_reference:
+        return '<span class="note">reference</span>'
+    text = fmt_diff(vs)
+    if " [" not in text:
+        return text
+    diff, ci = text.split(" [", 1)
+    return f'{diff}<br><span class="ci">[{ci}</span>'
 
 
 def _group_charts(run_dir: Path, study: dict, metrics: dict[str, dict]) -> str:
@@ -94,29 +129,54 @@ def _group_charts(run_dir: Path, study: dict, metrics: dict[str, dict]) -> str:
             if not groups or (c["task"], c["metric"], attr) in seen:
                 continue
             seen.add((c["task"], c["metric"], attr))
+            counts: dict[str, tuple] = {}
+            for m in metrics:  # the same samples in every audit: the first count found
+                for g, nc in collect.group_counts(metrics[m], c["task"], c["metric"], attr).items():
+                    counts.setdefault(g, nc)
+            ticks = [_tick(g, *counts.get(g, (None, False))) for g in groups]
             png = plots.group_bars(
-                f"{c['metric']} ({c['task']}) by {attr}", groups, series, c["metric"]
+                f"{c['metric']} ({c['task']}) by {attr}", groups, series, c["metric"], ticks
             )
             out.append(_img(png, f"{c['metric']} by {attr}"))
     return "".join(out)
 
 
+def _tick(group: str, n: int | None, small: bool) -> str:
+    """A bar chart's group label: the name, its n, and whether the gap leaves it out."""
+    if n is None:
+        return group
+    return f"{group}\nn={n}" + ("\nsmall: not in gap" if small else "")
+
+
+def _abs_ci(ci: list[float] | None) -> list[float] | None:
+    """The interval of ``|x|`` for ``x`` in ``ci``."""
+    if not ci:
+        return None
+    lo, hi = ci
+    return [0.0, max(-lo, hi)] if lo <= 0 <= hi else sorted([abs(lo), abs(hi)])
+
+
 def _scatter(study: dict) -> str:
     """Utility against each fairness measure of the study (its gap, or |MinSkew| and the
-    mention rate when the study has social metrics), Pareto front marked."""
+    mention rate when the study has social metrics), with their CIs as error bars,
+    Pareto front marked."""
     cols = study["columns"]
     util = next((c for c in cols if c["kind"] == "utility"), None)
     social = [c for c in cols if c["key"].endswith((".min_skew", ".mention_rate"))]
     fairness = social or [c for c in cols if c["kind"] == "gap"][:1]
     out = []
     for fair in fairness if util else []:
-        names, points = [], []
+        names, points, collapsed, cis = [], [], [], []
         for row in study["rows"]:
-            x, y = row["values"][fair["key"]]["value"], row["values"][util["key"]]["value"]
+            fv, uv = row["values"][fair["key"]], row["values"][util["key"]]
+            x, y = fv["value"], uv["value"]
             if x is None or y is None:
                 continue
             names.append(row["method"])
-            points.append((abs(x) if fair["goal"] == "zero" else x, y))
+            zero = fair["goal"] == "zero"
+            points.append((abs(x) if zero else x, y))
+            collapsed.append(bool(row.get("collapsed")))
+            cis.append((_abs_ci(fv.get("ci")) if zero else fv.get("ci"), uv.get("ci")))
         if not points:
             continue
         xlabel = f"|{fair['label']}|" if fair["goal"] == "zero" else fair["label"]
@@ -126,8 +186,17 @@ def _scatter(study: dict) -> str:
             points,
             f"{xlabel} (lower is fairer)",
             util["label"],
+            collapsed=collapsed,
+            cis=cis,
         )
         out.append(_img(png, f"fairness-utility scatter ({fair['label']})"))
+        front = ", ".join(names[i] for i in plots.front_of(points, collapsed))
+        apart = ", ".join(n for n, c in zip(names, collapsed, strict=True) if c)
+        out.append(
+            f'<p class="note">{html.escape(fair["label"])}: Pareto front {html.escape(front)}'
+            + (f"; collapsed (at chance, drawn apart): {html.escape(apart)}" if apart else "")
+            + "</p>"
+        )
     return "".join(out)
 
 

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainingArguments
+
+from fairvlm.errors import ConfigError
 
 
 def training_arguments(
@@ -28,11 +31,13 @@ def training_arguments(
     grad_accum: int = 1,
     epochs: float = 1.0,
     mixed_precision: str = "no",
+    extra: Mapping[str, Any] | None = None,
 ) -> Any:
     """``TrainingArguments`` for a run checkpointed under ``output_dir``: a fixed step budget
     (``steps``; ``None``: ``epochs``), seeded data order, no reporting integrations, and
-    the raw samples passed to fairvlm's collator (no column removal, no worker processes)."""
-    return TrainingArguments(
+    the raw samples passed to fairvlm's collator (no column removal, no worker processes).
+    ``extra``: more ``TrainingArguments`` fields (``train.args:``), over these defaults."""
+    kwargs: dict[str, Any] = dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum,
@@ -59,6 +64,15 @@ def training_arguments(
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
     )
+    kwargs.update(extra or {})
+    try:
+        return TrainingArguments(**kwargs)
+    except (TypeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"train.args={dict(extra or {})!r}: TrainingArguments refused them ({reason}); "
+            "fix the value (see transformers' TrainingArguments)"
+        ) from None
 
 
 __all__ = ["training_arguments"]

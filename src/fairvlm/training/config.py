@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairvlm.config import Config, is_int, to_plain
-from fairvlm.errors import bad_value
+from fairvlm.config import Config, is_int, located, to_plain
+from fairvlm.errors import FairVLMError, bad_value
+from fairvlm.training.hf_names import is_training_name, resolve_names
 from fairvlm.yamlpos import parse_yaml_value, read_yaml_mapping
 
 #: Every Linear of a LLaMA-style language model block (what FairLLaVA adapts).
@@ -93,6 +94,10 @@ class TrainConfig(Config):
         mixed_precision: ``no`` / ``bf16`` / ``fp16`` autocast (through Accelerate).
         dtype, device: how to load the base model (see ``fairvlm.models.load_vlm``).
         progress: show the progress bar.
+        args: more ``transformers.TrainingArguments`` fields, passed as they are
+            (``optim``, ``report_to``, ``gradient_checkpointing``, ``deepspeed`` ...).
+            Hugging Face names of the fields above (``learning_rate``, ``max_steps`` ...)
+            are accepted here or beside them: see :mod:`fairvlm.training.hf_names`.
     """
 
     split: str = "finetune"
@@ -117,6 +122,24 @@ class TrainConfig(Config):
     device: str | None = None
     progress: bool = True
     lora: LoraSettings = field(default_factory=LoraSettings)
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any] | None = None,
+        *,
+        prefix: str = "",
+        marks: Any = None,
+        path: tuple = (),
+    ) -> TrainConfig:
+        """As :meth:`Config.from_dict`, Hugging Face names resolved first (``hf_names``)."""
+        if isinstance(data, Mapping):
+            try:
+                data = resolve_names(data, cls.field_names(), prefix or "train.")
+            except FairVLMError as exc:
+                raise located(exc, marks, path) from None
+        return super().from_dict(data, prefix=prefix, marks=marks, path=path)
 
     def validate(self) -> None:
         for name in ("batch_size", "grad_accum", "save_steps", "logging_steps", "probe_limit"):
@@ -179,7 +202,8 @@ def parse_overrides(sets: Sequence[str], raw: dict[str, Any] | None = None) -> d
         if keys[0] in ("train", "method"):
             section, keys = keys[0], keys[1:]
         else:
-            section = "train" if keys[0] in train_fields else "method"
+            is_train = keys[0] in train_fields or is_training_name(keys[0])
+            section = "train" if is_train else "method"
         if not keys:
             raise bad_value("--set", item, "name a field after the section")
         _set_path(tree[section], keys, value)

@@ -65,7 +65,9 @@ def apply_lora(adapter: Any, settings: LoraSettings, seed: int = 0) -> Any:
     """Wrap ``adapter.model`` in a ``peft.PeftModel`` (in place: ``adapter.model`` is replaced).
 
     Every other parameter is frozen; the LoRA matrices (and the projector copy under
-    ``modules_to_save``) train. LoRA's random init is seeded with ``seed``.
+    ``modules_to_save``) train. LoRA's random init is seeded with ``seed``. A quantized
+    base (``quantization_config`` at load: QLoRA) goes through PEFT's
+    ``prepare_model_for_kbit_training`` first.
 
     Raises:
         ModelError: the model already carries a PEFT adapter.
@@ -76,6 +78,13 @@ def apply_lora(adapter: Any, settings: LoraSettings, seed: int = 0) -> Any:
         raise ModelError(
             f"model {adapter.name_or_path!r} already carries a PEFT adapter: train on the base "
             "model, or merge the adapter into it first (merge_and_unload + save)"
+        )
+    if getattr(adapter.model, "hf_quantizer", None) is not None:  # a 4/8-bit base: QLoRA
+        from peft import prepare_model_for_kbit_training
+
+        # norms in float32, input grads on; checkpointing stays train.args' to switch on
+        adapter.model = prepare_model_for_kbit_training(
+            adapter.model, use_gradient_checkpointing=False
         )
     targets, modules_to_save = lora_targets(adapter, settings)
     config = LoraConfig(

@@ -151,6 +151,7 @@ def _training_arguments(cfg: TrainConfig, out: Path, use_cpu: bool) -> Any:
         grad_accum=cfg.grad_accum,
         epochs=cfg.epochs,
         mixed_precision=cfg.mixed_precision,
+        extra=cfg.args,
     )
 
 
@@ -183,6 +184,7 @@ def train(
     resume: bool = False,
     *,
     overrides: Sequence[str] = (),
+    model_args: Mapping[str, Any] | None = None,
     probe_data: Sequence[Any] | None = None,
     callbacks: Sequence[Any] = (),
 ) -> TrainResult:
@@ -199,6 +201,8 @@ def train(
             A run whose last checkpoint reached ``max_steps`` is not trained again: its
             weights are loaded, and the final outputs written only when missing.
         overrides: ``key=value`` strings (``--set``).
+        model_args: more ``load_vlm`` options for the base model (``attn_implementation``,
+            ``quantization_config``, ...; ``--model-arg``).
         probe_data: held-out samples for the probe (default: ``TrainConfig.probe_split``).
         callbacks: extra ``transformers.TrainerCallback``s.
 
@@ -217,14 +221,22 @@ def train(
         raise ConfigError(f"split={cfg.split!r} of the data is empty: nothing to train on")
     spec.check(method_cfg, samples)
     out = Path(out_dir)
-    record = {"method": method, "train": to_plain(cfg), "method_config": to_plain(method_cfg)}
+    train_record = to_plain(cfg)
+    if not cfg.args:  # left out when empty: runs saved before train.args still resume
+        del train_record["args"]
+    record = {"method": method, "train": train_record, "method_config": to_plain(method_cfg)}
     ckpt = _check_out_dir(out, record, resume)
     # one writer per output folder; the other processes of a launch follow the main one
     with output_lock(out) if _is_main_process() else contextlib.nullcontext():
         # 2. the model
         set_seed(cfg.seed)
         if isinstance(model_path, str | os.PathLike):
-            adapter = load_vlm(model_path, dtype=cfg.dtype, device=_process_device(cfg.device))
+            adapter = load_vlm(
+                model_path,
+                dtype=cfg.dtype,
+                device=_process_device(cfg.device),
+                **dict(model_args or {}),
+            )
             record["model"] = str(model_path)
         else:
             adapter = model_path

@@ -86,9 +86,16 @@ class StepTracker:
     positions: str
     prompt_len: int | None = None
     seen: dict[int, int] = field(default_factory=dict)
+    answer_len: int = 0
+    start: int = 0
 
-    def begin(self, input_length: int) -> None:
+    def begin(self, input_length: int, answer_length: int = 0, start: int = 0) -> None:
+        """A call whose prompt is ``input_length`` positions, followed by up to
+        ``answer_length`` scored answer tokens (generated positions), and whose input
+        starts at position ``start`` (after a cached prompt)."""
         self.prompt_len = int(input_length)
+        self.answer_len = int(answer_length)
+        self.start = int(start)
         self.seen = {}
 
     def end(self) -> None:
@@ -108,15 +115,15 @@ class StepTracker:
                 f"model was called without fairvlm announcing its input: {_FIX}"
             )
         length = int(hidden.shape[1])
-        start = self.seen.get(layer, 0)
+        start = self.seen.get(layer, self.start)
         end = start + length
-        if start == 0 and length > self.prompt_len:
+        if start == 0 and length > self.prompt_len + self.answer_len:
             raise ConfigError(
                 f"positions={self.positions!r}: decoder layer {layer} saw {length} tokens in the "
-                f"first step of a call whose input has {self.prompt_len}; the model changes the "
+                f"first step of a call whose input has {self.prompt_len + self.answer_len}; the model changes the "
                 f"sequence length, so its prompt positions are unknown: {_FIX}"
             )
-        if start >= self.prompt_len and length > 1:
+        if start >= self.prompt_len and length > 1 and end > self.prompt_len + self.answer_len:
             raise ConfigError(
                 f"positions={self.positions!r}: decoder layer {layer} saw a step of {length} "
                 f"tokens after the {self.prompt_len}-token prompt, so the model re-reads the "

@@ -177,6 +177,7 @@ def run_sweep(
     adapter: str | Path | None = None,
     dtype: str | None = None,
     device: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     base_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
@@ -204,7 +205,7 @@ def run_sweep(
     check_writable(out, "out_dir")
     with output_lock(out):  # one sweep per folder
         return _sweep(model_or_adapter, data, vec, cfg, out, overwrite, base_dir,
-                      load={"adapter": adapter, "dtype": dtype, "device": device})  # fmt: skip
+                      load={"adapter": adapter, "dtype": dtype, "device": device, **(model_args or {})})  # fmt: skip
 
 
 def _sweep(
