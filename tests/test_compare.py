@@ -240,3 +240,32 @@ def test_cli_end_to_end_on_two_real_audits(tiny_vlm, tmp_path, capsys):
     # the marker rule: a folder of another kind is refused
     assert main([*args[:4], "--out", str(ref)]) == 2
     assert "not a fairvlm comparison folder" in capsys.readouterr().err
+
+
+def test_pooled_over_strata_is_the_mean_of_the_same_replicates(pair):
+    """compare_pooled over two seeds' pairs: the hand-written stratified bootstrap, where
+    replicate b draws the same samples in both strata and the statistic is the mean."""
+    from fairvlm.metrics.compare import compare_pooled
+
+    ref, other = pair
+    third = _records(30, 0.65, 4, targets=ref["target"].to_numpy(), sex=ref["attr.sex"].to_numpy())
+    out, _ = compare_pooled(
+        [(ref, other), (ref, third)], configs=[(CFG, CFG)] * 2, n_boot=200, seed=5
+    )
+    d1, g1, cr, co, _ = _hand_paired(ref, other, 200, 5)
+    d2, g2, _, ct, _ = _hand_paired(ref, third, 200, 5)
+    acc = out["vqa"]["accuracy"]["overall"]
+    assert acc["ref"] == pytest.approx(cr.mean())
+    assert acc["other"] == pytest.approx((co.mean() + ct.mean()) / 2)
+    assert acc["diff"] == pytest.approx((co.mean() + ct.mean()) / 2 - cr.mean())
+    pooled = (d1 + d2) / 2
+    assert acc["ci"] == pytest.approx(np.quantile(pooled, [0.025, 0.975]).tolist())
+    assert acc["p_value"] == pytest.approx(_p(pooled))
+    gap = (g1 + g2) / 2
+    finite = gap[np.isfinite(gap)]
+    got = out["vqa"]["accuracy"]["by_attribute"]["sex"]["gap"]
+    assert got["ci"] == pytest.approx(np.quantile(finite, [0.025, 0.975]).tolist())
+    # one stratum is compare_records exactly
+    single, _ = compare_pooled([(ref, other)], configs=[(CFG, CFG)], n_boot=200, seed=5)
+    alone, _ = compare_records(ref, other, ref_config=CFG, other_config=CFG, n_boot=200, seed=5)
+    assert single == alone

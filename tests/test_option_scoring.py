@@ -139,10 +139,12 @@ def test_a_fallback_family_is_scored_independently(tiny_vlm, make_samples, monke
     vlm = tiny_vlm("llava")
     taken = []
     monkeypatch.setattr(adapter_module, "SHARED_SCORING_FALLBACK", frozenset({"llava"}))
-    monkeypatch.setattr(vlm, "_score_shared", lambda *a: taken.append("shared"))
-    real = type(vlm)._score_independent
     monkeypatch.setattr(
-        vlm, "_score_independent", lambda *a: (taken.append("independent"), real(vlm, *a))
+        adapter_module.shared_scoring, "score_samples", lambda *a: taken.append("shared")
+    )
+    real = adapter_module.score_independent
+    monkeypatch.setattr(
+        adapter_module, "score_independent", lambda *a: (taken.append("independent"), real(*a))
     )
     scores = vlm.score_options(make_samples(1), ["yes", "no"], scoring="shared")
     assert taken == ["independent"] and np.isfinite(scores.sum_logprob).all()

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             verbose=args.verbose,
             overwrite=args.overwrite,
+            seeds=args.seeds,
         )
     print(
         f"{len(result.ran)} stages ran, {len(result.cached)} up to date in "

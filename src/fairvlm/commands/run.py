@@ -40,8 +40,27 @@ def add_stage_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def seed_list(text: str) -> list[int]:
+    """``0,1,2`` -> ``[0, 1, 2]`` (an argparse type: a bad value is a usage error)."""
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of distinct integers")
+    return seeds
+
+
 def add_worker_flags(parser: argparse.ArgumentParser) -> None:
-    """``--jobs`` and ``--verbose`` (shared with ``fairvlm demo``)."""
+    """``--jobs``, ``--verbose`` and ``--seeds`` (shared with ``fairvlm demo``)."""
+    parser.add_argument(
+        "--seeds",
+        type=seed_list,
+        metavar="S1,S2,...",
+        help="train and steer every method once per seed; the table gives the mean, a "
+        "t-interval over the seeds and the paired test pooled over them (replaces the "
+        "experiment's seeds:)",
+    )
     parser.add_argument(
         "--jobs",
         type=int,
@@ -76,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         verbose=args.verbose,
         overwrite=args.overwrite,
+        seeds=args.seeds,
     )
     print(
         f"{len(result.ran)} stages ran, {len(result.cached)} up to date, "

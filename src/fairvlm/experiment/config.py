@@ -1,10 +1,12 @@
-"""The experiment YAML, as dataclasses, validated strictly before any work starts.
+"""The experiment YAML, validated strictly before any work starts, into the dataclasses of
+:mod:`fairvlm.experiment.specs`.
 
 An experiment is one or more *studies*; each study is one dataset, one base model, one
 audit and a list of methods compared on it::
 
     name: demo
-    seed: 0
+    seed: 0                 # seeds the data, the base model and the audits
+    seeds: [0, 1, 2]        # optional: train and steer every method once per seed
     threads: 1              # torch threads per process
     jobs: 2                 # stages run at once, each in its own worker process
     studies:
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +44,28 @@ from fairvlm.atomic import check_name
 from fairvlm.data.storage import METADATA_FILE
 from fairvlm.errors import ConfigError
 from fairvlm.experiment import hooks
+from fairvlm.experiment.specs import (
+    BASE,
+    AuditSpec,
+    DataSpec,
+    ExperimentConfig,
+    MethodSpec,
+    ModelSpec,
+    ReportSpec,
+    StudySpec,
+    SummarySpec,
+)
 from fairvlm.mitigation.steering.builders import EXPERIMENT_PREFIX, builder_of_method
 from fairvlm.plugins import load_plugins
 from fairvlm.registry import AUDIT_TASKS, STEERING_BUILDERS, TRAINING_METHODS, did_you_mean
 from fairvlm.synth import BENCHES
 from fairvlm.yamlpos import KeyPath, Marks, load_yaml_file, load_yaml_with_marks
 
-#: The row of the un-mitigated base model in every comparison.
-BASE = "base"
 #: ``audit:`` keys that are AuditConfig fields given at the study level.
 _AUDIT_SHORTCUTS = ("tasks", "split", "limit", "batch_size")
 _STUDY_KEYS = ("data", "model", "audit", "train", "methods", "summary")
 _TOP_KEYS = (
-    "name", "seed", "threads", "jobs", "plugins", "studies", "quick", "report", *_STUDY_KEYS
+    "name", "seed", "seeds", "threads", "jobs", "plugins", "studies", "quick", "report", *_STUDY_KEYS
 )  # fmt: skip
 
 
@@ -63,124 +73,6 @@ def known_methods() -> list[str]:
     """Every method name a row may compose: the training methods and ``steering-NAME``
     for each steering builder (from the registries, plugins included)."""
     return [*TRAINING_METHODS.names(), *(EXPERIMENT_PREFIX + b for b in STEERING_BUILDERS.names())]
-
-
-@dataclass
-class DataSpec:
-    """Where a study's data comes from: ``synth`` (a built-in benchmark, with ``overrides``
-    of its generator config) or ``path`` (a dataset written by ``fairvlm data``)."""
-
-    synth: str | None = None
-    path: str | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ModelSpec:
-    """The base model: ``pretrain`` (a ``PretrainConfig`` mapping; trained on the study's
-    data) or ``path`` (a model directory or hub id). ``dtype``/``device`` as ``load_vlm``;
-    ``args``: more ``load_vlm`` / ``from_pretrained`` options (``attn_implementation`` ...)."""
-
-    pretrain: dict[str, Any] | None = None
-    path: str | None = None
-    dtype: str | None = None
-    device: str | None = None
-    args: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class AuditSpec:
-    """How every model of the study is audited (the same for all rows of the table).
-
-    ``options``: the ``AuditConfig`` fields, from ``audit: {config: {...}}`` and the
-    shortcuts ``tasks``, ``split``, ``limit``, ``batch_size`` written beside it (a field
-    given in both places is refused, never dropped).
-    """
-
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def split(self) -> str:
-        """The audited split."""
-        return str(self.options.get("split", "test"))
-
-
-@dataclass
-class MethodSpec:
-    """One row of the comparison: ``method`` (a name, or parts joined by ``+``), ``name``
-    (the row label, default the method), ``config`` (per-part options, see module doc)."""
-
-    method: str
-    name: str
-    config: dict[str, Any] = field(default_factory=dict)
-    path: KeyPath = ()
-
-    @property
-    def parts(self) -> list[str]:
-        """The method names this row composes, in the order given."""
-        return self.method.split("+")
-
-    @property
-    def train_method(self) -> str | None:
-        """The fine-tuning part, if any."""
-        return next((p for p in self.parts if p in TRAINING_METHODS), None)
-
-    @property
-    def steer_method(self) -> str | None:
-        """The steering part (``steering-NAME``), if any."""
-        return next((p for p in self.parts if builder_of_method(p) is not None), None)
-
-    def part_config(self, part: str) -> dict[str, Any]:
-        """The options of one part (``{train, method}`` or ``{build, apply}``)."""
-        if len(self.parts) == 1:
-            return self.config
-        return dict(self.config.get(part) or {})
-
-
-@dataclass
-class SummarySpec:
-    """What the comparison table shows: ``attributes`` for gap/ES columns (``None``: all
-    audited attributes), ``utility`` metrics as ``task.metric`` (``None``: the defaults),
-    ``reference``: the row every other row is compared with (a paired test per cell)."""
-
-    attributes: list[str] | None = None
-    utility: list[str] | None = None
-    reference: str = BASE
-
-
-@dataclass
-class StudySpec:
-    """One dataset, one base model, one audit, several methods."""
-
-    name: str
-    data: DataSpec
-    model: ModelSpec = field(default_factory=ModelSpec)
-    audit: AuditSpec = field(default_factory=AuditSpec)
-    train: dict[str, Any] = field(default_factory=dict)
-    methods: list[MethodSpec] = field(default_factory=list)
-    summary: SummarySpec = field(default_factory=SummarySpec)
-
-
-@dataclass
-class ReportSpec:
-    """The HTML report: ``samples_per_group`` outputs shown side by side per group."""
-
-    samples_per_group: int = 2
-
-
-@dataclass
-class ExperimentConfig:
-    """A validated experiment (see the module doc). ``raw`` is the merged YAML mapping."""
-
-    name: str
-    seed: int = 0
-    threads: int = 1
-    jobs: int = 1
-    studies: dict[str, StudySpec] = field(default_factory=dict)
-    report: ReportSpec = field(default_factory=ReportSpec)
-    source: str = "<string>"
-    raw: dict[str, Any] = field(default_factory=dict)
-    plugins: list[str] = field(default_factory=list)
 
 
 # -- small checkers ----------------------------------------------------------------------
@@ -413,9 +305,14 @@ def _study(name: str, raw: Any, path: KeyPath, marks: Marks, base_dir: Path) -> 
 
 
 def parse_experiment(
-    data: Any, marks: Marks, base_dir: str | Path = ".", quick: bool = False
+    data: Any,
+    marks: Marks,
+    base_dir: str | Path = ".",
+    quick: bool = False,
+    seeds: list[int] | None = None,
 ) -> ExperimentConfig:
-    """Validate a loaded YAML mapping (with its marks) into an :class:`ExperimentConfig`."""
+    """Validate a loaded YAML mapping (with its marks) into an :class:`ExperimentConfig`;
+    ``seeds`` replaces the file's ``seeds:`` (``fairvlm run --seeds``)."""
     base = Path(base_dir)
     d = _mapping(data, (), marks, _TOP_KEYS)
     if quick:
@@ -427,6 +324,9 @@ def parse_experiment(
             marks.lines[path[1:]] = line
         d = _merge({k: v for k, v in d.items() if k != "quick"}, d["quick"])
     d.pop("quick", None)
+    if seeds is not None:
+        d["seeds"] = list(seeds)
+        marks.lines.pop(("seeds",), None)  # an error names --seeds' value, not a file line
     plugins = _str_list(d.get("plugins"), ("plugins",), marks) or []
     try:
         load_plugins(plugins)  # before any name is looked up: they register methods, tasks ...
@@ -458,13 +358,58 @@ def parse_experiment(
     # the structure is sound everywhere; now each module checks its own options
     for sname, study in studies.items():
         hooks.validate_study(study, where[sname], marks)
-    return ExperimentConfig(name, seed, threads, jobs, studies, report, marks.source, d, plugins)
+    seeds = _seeds(d.get("seeds"), marks)
+    if seeds:
+        _check_no_method_seed(studies, where, marks)
+    return ExperimentConfig(
+        name, seed, seeds, threads, jobs, studies, report, marks.source, d, plugins
+    )
+
+
+def _seeds(value: Any, marks: Marks) -> list[int] | None:
+    if value is None:
+        return None
+    ok = isinstance(value, list) and value and all(_is_int(v) for v in value)
+    if not ok or len(set(value)) < len(value):
+        raise marks.error(("seeds",), f"{value!r} is not a list of distinct integer seeds")
+    return list(value)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_no_method_seed(
+    studies: dict[str, StudySpec], where: dict[str, KeyPath], marks: Marks
+) -> None:
+    """With ``seeds:``, a ``seed`` fixed in a method's options would make every seed's run
+    the same: refused, naming it."""
+    for sname, study in studies.items():
+        found = [(*where[sname], "train")] if "seed" in study.train else []
+        for spec in study.methods:
+            for part in spec.parts:
+                opts = spec.part_config(part)
+                for section in ("train", "build"):
+                    if "seed" in (opts.get(section) or {}):
+                        inner = (part,) if len(spec.parts) > 1 else ()
+                        found.append((*spec.path, "config", *inner, section))
+        if found:
+            raise marks.error(
+                (*found[0], "seed"),
+                "a fixed seed here repeats one run for every entry of seeds: remove it "
+                "(seeds: gives each run its seed)",
+            )
 
 
 def load_experiment(
-    path: str | Path | None = None, *, text: str | None = None, quick: bool = False
+    path: str | Path | None = None,
+    *,
+    text: str | None = None,
+    quick: bool = False,
+    seeds: list[int] | None = None,
 ) -> ExperimentConfig:
-    """Read and validate an experiment YAML (a file, or ``text``).
+    """Read and validate an experiment YAML (a file, or ``text``); ``seeds`` replaces its
+    ``seeds:``.
 
     Raises:
         ConfigError: an unknown key, an unknown method, a missing data path, a bad value
@@ -478,4 +423,4 @@ def load_experiment(
         base_dir = Path(path).resolve().parent
     else:
         raise ConfigError("load_experiment needs a path or text")
-    return parse_experiment(data, marks, base_dir, quick=quick)
+    return parse_experiment(data, marks, base_dir, quick=quick, seeds=seeds)

@@ -27,7 +27,7 @@ from fairvlm.training.pretrain import PretrainConfig
 from fairvlm.yamlpos import Marks
 
 if TYPE_CHECKING:
-    from fairvlm.experiment.config import StudySpec
+    from fairvlm.experiment.specs import StudySpec
     from fairvlm.yamlpos import KeyPath
 
 

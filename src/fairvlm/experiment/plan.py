@@ -9,6 +9,10 @@ Per study (``S``), in order::
     S/steer/ROW         build a steering vector (on the fine-tuned model for A+steering)
     S/audit/ROW         audit the row's model (adapter and/or steering vector)
 
+With ``seeds: [0, 1, ...]`` the stages of the methods go once per seed under
+``S/seed-N/`` (``S/seed-N/train/KEY``, ``S/seed-N/steer/ROW``, ``S/seed-N/audit/ROW``);
+the data, the base model and its audit are shared by the seeds.
+
 A stage's config holds everything that determines its output (the experiment seed
 included); inputs produced inside the run enter through their stage ids, whose tokens
 ``stages.StageGraph`` checks; a dataset or model folder outside the run enters through
@@ -26,7 +30,7 @@ from typing import Any
 
 from fairvlm.audit import AuditConfig
 from fairvlm.experiment import hooks
-from fairvlm.experiment.config import BASE, ExperimentConfig, MethodSpec, StudySpec
+from fairvlm.experiment.specs import BASE, ExperimentConfig, MethodSpec, StudySpec
 from fairvlm.experiment.stages import Stage, StageContext, config_hash
 from fairvlm.fingerprint import folder_fingerprint
 from fairvlm.mitigation.steering.settings import SteerSettings
@@ -39,12 +43,14 @@ MODEL = "model"
 
 @dataclass
 class Row:
-    """One row of a study's comparison table and the stages behind it (ids or None)."""
+    """One row of a study's comparison table at one seed and the stages behind it (ids or
+    None); ``seed`` is None for the base row and for a run without ``seeds:``."""
 
     method: str
     audit: str
     train: str | None = None
     steer: str | None = None
+    seed: int | None = None
 
 
 @dataclass
@@ -133,57 +139,62 @@ def plan_study(cfg: ExperimentConfig, study: StudySpec, run_dir: Path) -> StudyP
     sp.rows.append(Row(BASE, base_audit.id))
     trains: dict[str, str] = {}  # training config hash -> stage id (rows share equal configs)
     for spec in study.methods:
-        row = Row(spec.name, f"{s}/audit/{spec.name}")
-        deps = list(upstream)
-        if spec.train_method:
-            row.train = _train_stage(sp, spec, cfg, upstream, load, source, trains)
-            deps.append(row.train)
-        if spec.steer_method:
-            row.steer = f"{s}/steer/{spec.name}"
-            opts = hooks.steer_options(
-                spec.steer_method, spec.part_config(spec.steer_method), (), None
+        for seed in cfg.seeds or [None]:
+            prefix = s if seed is None else f"{s}/seed-{seed}"
+            sp.rows.append(
+                _method_row(sp, spec, cfg, seed, prefix, audit_cfg, load, source, trains)
             )
-            builder = hooks.steering_builder(spec.steer_method)
-            build = hooks.with_seed(opts["build"], builder.config_class, cfg.seed)
-            sp.stages.append(
-                Stage(
-                    row.steer,
-                    "steer",
-                    row.steer,
-                    {
-                        "method": spec.steer_method,
-                        "build": build,
-                        "train": row.train,
-                        **load,
-                        **source,
-                    },
-                    _steer_action,
-                    list(deps),
-                )
-            )
-            deps.append(row.steer)
-            audit_steer = {"stage": row.steer, "apply": opts["apply"]}
-        else:
-            audit_steer = None
-        sp.stages.append(
-            Stage(
-                row.audit,
-                "audit",
-                row.audit,
-                {**audit_cfg, "train": row.train, "steer": audit_steer},
-                _audit_action,
-                deps,
-                label=spec.method,
-            )
-        )
-        sp.rows.append(row)
     return sp
+
+
+def _method_row(
+    sp: StudyPlan,
+    spec: MethodSpec,
+    cfg: ExperimentConfig,
+    seed: int | None,
+    prefix: str,
+    audit_cfg: dict,
+    load: dict,
+    source: dict,
+    trains: dict[str, str],
+) -> Row:
+    """One method's stages at one seed (``None``: the experiment seed), and its row."""
+    run_seed = cfg.seed if seed is None else seed
+    upstream = _ids(sp.data_stage, sp.base_stage)
+    row = Row(spec.name, f"{prefix}/audit/{spec.name}", seed=seed)
+    deps = list(upstream)
+    if spec.train_method:
+        row.train = _train_stage(sp, spec, run_seed, prefix, upstream, load, source, trains)
+        deps.append(row.train)
+    audit_steer = None
+    if spec.steer_method:
+        row.steer = f"{prefix}/steer/{spec.name}"
+        opts = hooks.steer_options(spec.steer_method, spec.part_config(spec.steer_method), (), None)
+        builder = hooks.steering_builder(spec.steer_method)
+        build = hooks.with_seed(opts["build"], builder.config_class, run_seed)
+        config = {"method": spec.steer_method, "build": build, "train": row.train, **load, **source}
+        sp.stages.append(Stage(row.steer, "steer", row.steer, config, _steer_action, list(deps)))
+        deps.append(row.steer)
+        audit_steer = {"stage": row.steer, "apply": opts["apply"]}
+    sp.stages.append(
+        Stage(
+            row.audit,
+            "audit",
+            row.audit,
+            {**audit_cfg, "train": row.train, "steer": audit_steer},
+            _audit_action,
+            deps,
+            label=spec.method,
+        )
+    )
+    return row
 
 
 def _train_stage(
     sp: StudyPlan,
     spec: MethodSpec,
-    cfg: ExperimentConfig,
+    seed: int,
+    prefix: str,
     upstream: list[str],
     load: dict,
     source: dict,
@@ -191,7 +202,7 @@ def _train_stage(
 ) -> str:
     method = spec.train_method or ""
     opts = hooks.train_options(sp.study, method, spec.part_config(method), (), None)
-    opts["train"] = hooks.with_seed(opts["train"], TrainConfig, cfg.seed)
+    opts["train"] = hooks.with_seed(opts["train"], TrainConfig, seed)
     if load["dtype"] or load["device"]:
         opts["train"].setdefault("dtype", load["dtype"])
         opts["train"].setdefault("device", load["device"])
@@ -202,9 +213,9 @@ def _train_stage(
     if key in trains:
         return trains[key]
     names = {st.id for st in sp.stages}
-    sid = f"{sp.study.name}/train/{method}"
+    sid = f"{prefix}/train/{method}"
     if sid in names:
-        sid = f"{sp.study.name}/train/{spec.name}"
+        sid = f"{prefix}/train/{spec.name}"
     sp.stages.append(Stage(sid, "train", sid, config, _train_action, list(upstream)))
     trains[key] = sid
     return sid

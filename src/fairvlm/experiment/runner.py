@@ -22,10 +22,11 @@ from fairvlm import __version__
 from fairvlm.atomic import atomic_write_text, check_output_dir, output_lock, write_marker
 from fairvlm.errors import bad_value
 from fairvlm.experiment import hooks
-from fairvlm.experiment.config import ExperimentConfig, load_experiment
+from fairvlm.experiment.config import load_experiment
 from fairvlm.experiment.parallel import run_parallel
 from fairvlm.experiment.plan import StudyPlan, plan_experiment
 from fairvlm.experiment.reference import compare_to_reference
+from fairvlm.experiment.specs import ExperimentConfig
 from fairvlm.experiment.stages import (
     CONFIG_FILE,
     LOG_FILE,
@@ -95,28 +96,30 @@ class StageProgress:
         print(msg, file=self.stream, flush=True)
 
 
-def _rows(run_dir: Path, graph: StageGraph, sp: StudyPlan) -> list[dict[str, Any]]:
-    rows = []
+def _rows(graph: StageGraph, sp: StudyPlan) -> list[dict[str, Any]]:
+    """One dict per method with its audited seeds: the stage folders and metrics.json of
+    each (``seeds``: one entry per seed; a single entry without ``seeds:``). A method with
+    no finished audit (``--only``) is left out of the table."""
+    rows: dict[str, dict[str, Any]] = {}
     for row in sp.rows:
         if not graph.is_done(row.audit):
-            continue  # not run yet (--only): left out of the table
-        metrics = json.loads((graph.folder(row.audit) / "metrics.json").read_text())
-        rows.append(
-            {
-                "method": row.method,
-                "audit": graph.stages[row.audit].folder,
-                "train": graph.stages[row.train].folder if row.train else None,
-                "steer": graph.stages[row.steer].folder if row.steer else None,
-                "metrics": metrics,
-            }
-        )
-    return rows
+            continue
+        run = {
+            "seed": row.seed,
+            "audit": graph.stages[row.audit].folder,
+            "train": graph.stages[row.train].folder if row.train else None,
+            "steer": graph.stages[row.steer].folder if row.steer else None,
+            "metrics": json.loads((graph.folder(row.audit) / "metrics.json").read_text()),
+        }
+        rows.setdefault(row.method, {"method": row.method, "seeds": []})["seeds"].append(run)
+    return list(rows.values())
 
 
-def _versus(graph: StageGraph, sp: StudyPlan, done: list[str]):
+def _versus(graph: StageGraph, sp: StudyPlan, rows: list[dict[str, Any]]):
     """The comparison of the study's audited rows with its reference row, for
-    :func:`study_summary` (``None`` when the reference row is not audited yet)."""
-    folders = {row.method: graph.folder(row.audit) for row in sp.rows if row.method in done}
+    :func:`study_summary` (``None`` when the reference row is not audited yet); a row run at
+    several seeds gives one audit folder per seed."""
+    folders = {r["method"]: [str(graph.run_dir / s["audit"]) for s in r["seeds"]] for r in rows}
     ref = sp.study.summary.reference
     if ref not in folders:
         return None
@@ -130,7 +133,7 @@ def summarize(
     """summary.json's content from the finished audits of every study."""
     studies = []
     for sp in plans:
-        rows = _rows(run_dir, graph, sp)
+        rows = _rows(graph, sp)
         if not rows:
             continue
         data = sp.data_dir(run_dir)
@@ -141,19 +144,21 @@ def summarize(
         studies.append(
             study_summary(
                 sp.study.name,
-                rows[0]["metrics"],
+                rows[0]["seeds"][0]["metrics"],
                 rows,
                 attributes=sp.study.summary.attributes,
                 utility=sp.study.summary.utility,
                 extra={"data": data_rel, "split": sp.study.audit.split},
                 targets=hooks.method_targets(sp.study),
                 reference=sp.study.summary.reference,
-                versus=_versus(graph, sp, [r["method"] for r in rows]),
+                versus=_versus(graph, sp, rows),
+                seeds=cfg.seeds,
             )
         )
     return {
         "experiment": cfg.name,
         "seed": cfg.seed,
+        "seeds": cfg.seeds,
         "version": __version__,
         "samples_per_group": cfg.report.samples_per_group,
         "studies": studies,
@@ -178,6 +183,7 @@ def run_experiment(
     jobs: int | None = None,
     verbose: bool = False,
     overwrite: bool = False,
+    seeds: Sequence[int] | None = None,
 ) -> RunResult:
     """Run an experiment YAML into ``out_dir``; stages already done are skipped.
 
@@ -195,6 +201,7 @@ def run_experiment(
             writing it to ``stage.log`` in the stage's folder.
         overwrite: run in ``out_dir`` even when it is not a fairvlm run folder (its stage
             folders are replaced when stale).
+        seeds: run every method once per seed (replaces the file's ``seeds:``).
 
     Raises:
         ConfigError: a bad experiment file or stage pattern, before any work starts.
@@ -204,7 +211,7 @@ def run_experiment(
     import yaml
 
     start = time.perf_counter()
-    cfg = load_experiment(yaml_path, quick=quick)
+    cfg = load_experiment(yaml_path, quick=quick, seeds=None if seeds is None else list(seeds))
     run_dir = Path(out_dir).resolve()
     # stale stage folders get replaced: only in a run folder (or one of before the marker)
     check_output_dir(run_dir, RUN_KIND, overwrite or _unmarked_run(run_dir))

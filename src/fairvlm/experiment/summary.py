@@ -2,8 +2,8 @@
 
 ``summary.json`` (written by the runner, read by the report)::
 
-    {"experiment": NAME, "seed": 0, "studies": [{
-        "name": "clinical", "data": "clinical/data", "split": "test",
+    {"experiment": NAME, "seed": 0, "seeds": null | [0, 1, 2], "studies": [{
+        "name": "clinical", "data": "clinical/data", "split": "test", "seeds": null | [...],
         "attributes": ["skin_tone"],
         "columns": [{"key": "vqa.accuracy", "label": ..., "task": "vqa", "metric": "accuracy",
                      "field": "overall" | "gap" | "es_fairllava" | "es_fairclip",
@@ -39,6 +39,11 @@ of the gap columns' attributes in the first row's audit (``small``: fewer than t
 audit's ``min_group_size``, left out of the gaps and ES); ``notes``: the audits' notes
 on such groups (:mod:`fairvlm.experiment.groups`).
 
+With ``seeds:``, a row run at every seed also has ``"seeds": {SEED: {"audit", "train",
+"steer"}}`` (``audit``/``train``/``steer`` are the first seed's), and its cells are over
+the seeds (:mod:`fairvlm.experiment.seeds`): ``value`` the mean, ``ci`` the t-interval
+over the seeds, ``per_seed`` each seed's value; ``vs_reference`` is pooled over the seeds.
+
 Paths are relative to the run folder, so a run folder can be moved and still reported.
 """
 
@@ -51,6 +56,7 @@ from typing import Any
 
 from fairvlm.experiment.chance import collapsed_on
 from fairvlm.experiment.groups import group_sizes, small_group_notes
+from fairvlm.experiment.seeds import seed_cell, seeds_note
 from fairvlm.registry import AUDIT_TASKS
 from fairvlm.report.collect import metric_entry
 
@@ -194,9 +200,13 @@ def study_summary(
     targets: Sequence[str] = (),
     reference: str = "base",
     versus: Callable[[list[Column]], dict[str, Any]] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """One study's block of summary.json. ``rows``: dicts with ``method``, ``metrics`` (the
-    audit's metrics.json) and paths (``audit``, ``train``, ``steer``); ``targets`` as in
+    audit's metrics.json) and paths (``audit``, ``train``, ``steer``), or with ``seeds``: a
+    list of such dicts, one per seed (plus ``seed``), aggregated by
+    :func:`fairvlm.experiment.seeds.seed_cell`; ``seeds``: the study's seeds (``None``:
+    one run per row); ``targets`` as in
     :func:`choose_columns`. ``versus(columns)``: the comparison of the other rows with the
     ``reference`` row (:func:`fairvlm.experiment.reference.compare_to_reference`); without
     it no cell is compared and none is marked."""
@@ -211,12 +221,19 @@ def study_summary(
     )
     cells = comparison.pop("cells")
     out_rows = []
-    all_metrics = [row.get("metrics") for row in rows]
-    for row in rows:
-        metrics = row.pop("metrics", None)
+    runs = [row.pop("seeds", None) or [{**row, "seed": None}] for row in rows]
+    all_metrics = [run.get("metrics") for row_runs in runs for run in row_runs]
+    level = float(((base_metrics.get("config") or {}).get("ci_level")) or 0.95)
+    for row, row_runs in zip(rows, runs, strict=True):
+        row.pop("metrics", None)
+        row.update({k: row_runs[0].get(k) for k in ("audit", "train", "steer")})
+        if len(row_runs) > 1:
+            row["seeds"] = {
+                str(r["seed"]): {k: r.get(k) for k in ("audit", "train", "steer")} for r in row_runs
+            }
         vs = cells.get(row["method"], {})
         row["values"] = {
-            c.key: {**cell(metrics, c), "vs_reference": vs.get(c.key)} for c in columns
+            c.key: {**_cell(row_runs, c, level), "vs_reference": vs.get(c.key)} for c in columns
         }
         row["collapsed"] = collapsed_on(row["values"], columns)
         for v in row["values"].values() if row["collapsed"] else ():
@@ -232,9 +249,13 @@ def study_summary(
         for c in columns
     }
     cols = [asdict(c) for c in columns]
+    notes = small_group_notes(all_metrics, cols)
+    if seeds and len(seeds) > 1:
+        notes.insert(0, seeds_note(seeds))
     return {
         "name": name,
         **(extra or {}),
+        "seeds": list(seeds) if seeds else None,
         "attributes": sorted({c.attribute for c in columns if c.attribute}),
         "columns": cols,
         "rows": out_rows,
@@ -242,5 +263,12 @@ def study_summary(
         "comparison": comparison,
         "better": {k: v for k, v in better.items() if v},
         "groups": group_sizes(base_metrics, cols),
-        "notes": small_group_notes(all_metrics, cols),
+        "notes": notes,
     }
+
+
+def _cell(runs: list[dict[str, Any]], col: Column, level: float) -> dict[str, Any]:
+    """A row's cell: its audit's, or the aggregate over the seeds' audits."""
+    if len(runs) == 1:
+        return cell(runs[0].get("metrics"), col)
+    return seed_cell([cell(r.get("metrics"), col) for r in runs], level)

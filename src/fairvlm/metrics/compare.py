@@ -218,30 +218,14 @@ def _check_same_ids(ref: pd.Index, other: pd.Index, task: str, ref_label, other_
     )
 
 
-def compare_records(
+def _paired_tasks(
     ref: pd.DataFrame,
     other: pd.DataFrame,
-    *,
-    ref_config: MetricsConfig | None = None,
-    other_config: MetricsConfig | None = None,
-    n_boot: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-    labels: tuple[str, str] = ("REF", "OTHER"),
+    cfgs: tuple[MetricsConfig, MetricsConfig],
+    labels: tuple[str, str],
 ) -> tuple[dict, list[str]]:
-    """Paired comparison of two audits' records (module docstring).
-
-    Returns ``({task: {metric: {"overall": entry, "by_attribute": {attr: {field: entry}}}}},
-    notes)`` with ``entry = {"ref", "other", "diff", "ci", "p_value"}`` (unadjusted).
-
-    Raises:
-        DataError: no task in common, or a task whose sample ids differ.
-    """
-    if n_boot < 1:
-        raise bad_value("n_boot", n_boot, "a paired comparison needs replicates, e.g. 1000")
-    if not 0.0 < level < 1.0:
-        raise bad_value("level", level, "use a coverage in (0, 1), e.g. 0.95")
-    cfgs = (ref_config or MetricsConfig(), other_config or MetricsConfig())
+    """The compared metrics of every common task: ``{task: (pairs, n, other_pos)}`` with
+    ``pairs = {metric: (ref _Side, other _Side)}``, and the notes on what is left out."""
     prepared = []
     for records, cfg in zip((ref, other), cfgs, strict=True):
         records = _drop_failed(records)
@@ -268,7 +252,6 @@ def compare_records(
         rid = _task_ids(rc.df, labels[0], task)
         oid = _task_ids(oc.df, labels[1], task)
         _check_same_ids(rid, oid, task, *labels)
-        other_pos = oid.get_indexer(rid)  # OTHER position of each REF position
         rm = AUDIT_TASKS.get(task).compute(rc, None)
         om = AUDIT_TASKS.get(task).compute(oc, None)
         pairs = {}
@@ -285,11 +268,97 @@ def compare_records(
                 _side(rc, rc.calls[entry["_call"]], cfgs[0]),
                 _side(oc, oc.calls[oentry["_call"]], cfgs[1]),
             )
-        out[task] = _compare_task(pairs, len(rid), other_pos, n_boot, level, seed)
+        # OTHER position of each REF position
+        out[task] = (pairs, len(rid), oid.get_indexer(rid))
     return out, notes
 
 
-def _compare_task(pairs: dict, n: int, other_pos, n_boot: int, level: float, seed: int) -> dict:
+def _check_boot(n_boot: int, level: float) -> None:
+    if n_boot < 1:
+        raise bad_value("n_boot", n_boot, "a paired comparison needs replicates, e.g. 1000")
+    if not 0.0 < level < 1.0:
+        raise bad_value("level", level, "use a coverage in (0, 1), e.g. 0.95")
+
+
+def compare_records(
+    ref: pd.DataFrame,
+    other: pd.DataFrame,
+    *,
+    ref_config: MetricsConfig | None = None,
+    other_config: MetricsConfig | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    labels: tuple[str, str] = ("REF", "OTHER"),
+) -> tuple[dict, list[str]]:
+    """Paired comparison of two audits' records (module docstring).
+
+    Returns ``({task: {metric: {"overall": entry, "by_attribute": {attr: {field: entry}}}}},
+    notes)`` with ``entry = {"ref", "other", "diff", "ci", "p_value"}`` (unadjusted).
+
+    Raises:
+        DataError: no task in common, or a task whose sample ids differ.
+    """
+    return compare_pooled(
+        [(ref, other)], configs=[(ref_config, other_config)], n_boot=n_boot, level=level,
+        seed=seed, labels=[labels],
+    )  # fmt: skip
+
+
+def compare_pooled(
+    pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]],
+    *,
+    configs: Sequence[tuple[MetricsConfig | None, MetricsConfig | None]] | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    labels: Sequence[tuple[str, str]] | None = None,
+) -> tuple[dict, list[str]]:
+    """The paired comparison pooled over strata: ``pairs`` of (ref, other) records, one per
+    stratum (a training seed, say), each pair of the same samples.
+
+    Each stratum is resampled on its own samples, and replicate ``b`` draws the indices of
+    ``replicate_indices(n, n_boot, seed)`` in every stratum: strata over one test split
+    (the same ``n``) draw the same samples, so the noise of the test set they share is
+    counted once, not averaged away. The pooled quantity is the mean over strata: ``ref``,
+    ``other`` and ``diff`` are the strata's means, the CI and p-value come from the means of
+    the replicate differences (a replicate undefined in any stratum is left out). With one
+    pair this is :func:`compare_records`. Returns the same ``(document, notes)``; a task or
+    metric missing from some stratum is left out, with a note.
+    """
+    _check_boot(n_boot, level)
+    if not pairs:
+        raise bad_value("pairs", [], "give at least one (ref, other) pair", DataError)
+    configs = configs or [(None, None)] * len(pairs)
+    labels = labels or [("REF", "OTHER")] * len(pairs)
+    strata = []
+    notes: list[str] = []
+    for (ref, other), cfgs, labs in zip(pairs, configs, labels, strict=True):
+        cfgs = (cfgs[0] or MetricsConfig(), cfgs[1] or MetricsConfig())
+        tasks, stratum_notes = _paired_tasks(ref, other, cfgs, labs)
+        notes += [n for n in stratum_notes if n not in notes]
+        strata.append(
+            {
+                task: _task_replicates(task_pairs, n, pos, n_boot, seed)
+                for task, (task_pairs, n, pos) in tasks.items()
+            }
+        )
+    out: dict = {}
+    for task, first in strata[0].items():
+        metrics: dict = {}
+        for name in first:
+            sides = [s.get(task, {}).get(name) for s in strata]
+            if any(x is None for x in sides):
+                notes.append(f"{task} {name}: not in every stratum, not compared")
+                continue
+            metrics[name] = _pooled_entries(sides, level)
+        out[task] = metrics
+    return out, notes
+
+
+def _task_replicates(pairs: dict, n: int, other_pos, n_boot: int, seed: int) -> dict:
+    """``{metric: (ref points, other points, {quantity: [n_boot] differences}, attributes)}``
+    of one task."""
     boot: dict = {name: {} for name in pairs}
     for idx in replicate_indices(n, n_boot, seed):
         for name, (rs, os_) in pairs.items():
@@ -297,29 +366,35 @@ def _compare_task(pairs: dict, n: int, other_pos, n_boot: int, level: float, see
             oq = _quantities(os_, os_.replicate_values(other_pos[idx]))
             for key in rq.keys() & oq.keys():
                 boot[name].setdefault(key, []).append(oq[key] - rq[key])
-    out: dict = {}
-    for name, (rs, os_) in pairs.items():
-        rp, op = _points(rs), _points(os_)
-        diffs = {k: np.concatenate(v) for k, v in boot[name].items()}
+    return {
+        name: (
+            _points(rs),
+            _points(os_),
+            {k: np.concatenate(v) for k, v in boot[name].items()},
+            [a for a in rs.groups if a in os_.groups],
+        )
+        for name, (rs, os_) in pairs.items()
+    }
 
-        def entry(key, rp=rp, op=op, diffs=diffs):
-            ref_v, other_v = float(rp[key]), float(op[key])
-            d = diffs[key]
-            return {
-                "ref": ref_v,
-                "other": other_v,
-                "diff": other_v - ref_v,
-                "ci": list(percentile_ci(d, level)),
-                "p_value": paired_p_value(d),
-            }
 
-        by_attr = {
-            attr: {f: entry((attr, f)) for f in ATTRIBUTE_FIELDS}
-            for attr in rs.groups
-            if attr in os_.groups
+def _pooled_entries(sides: list[tuple], level: float) -> dict:
+    """The ``overall`` / ``by_attribute`` entries of one metric, pooled over strata."""
+
+    def entry(key):
+        ref_v = float(np.mean([float(rp[key]) for rp, _, _, _ in sides]))
+        other_v = float(np.mean([float(op[key]) for _, op, _, _ in sides]))
+        d = np.mean([diffs[key] for _, _, diffs, _ in sides], axis=0)
+        return {
+            "ref": ref_v,
+            "other": other_v,
+            "diff": other_v - ref_v,
+            "ci": list(percentile_ci(d, level)),
+            "p_value": paired_p_value(d),
         }
-        out[name] = {"overall": entry(("overall",)), "by_attribute": by_attr}
-    return out
+
+    attrs = [a for a in sides[0][3] if all(a in s[3] for s in sides)]
+    by_attr = {attr: {f: entry((attr, f)) for f in ATTRIBUTE_FIELDS} for attr in attrs}
+    return {"overall": entry(("overall",)), "by_attribute": by_attr}
 
 
 def _load_audit(path: str | Path, label: str) -> tuple[pd.DataFrame, MetricsConfig, str | None]:
@@ -340,6 +415,40 @@ def _load_audit(path: str | Path, label: str) -> tuple[pd.DataFrame, MetricsConf
         raise bad_value(label, str(path), f"{file} is not an audit's config.yaml", DataError)
     cfg = MetricsConfig.from_dict(audit.get("metrics") or {})
     return read_records(folder), cfg, audit.get("split")
+
+
+def _check_split(reference, ref_split, other, split) -> None:
+    if split != ref_split:
+        raise DataError(
+            f"splits differ: REF {str(reference)!r} audited {ref_split!r}, OTHER "
+            f"{str(other)!r} audited {split!r}; compare audits of the same split"
+        )
+
+
+def compare_audit_pairs(
+    pairs: Sequence[tuple[str | Path, str | Path]],
+    *,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[dict, list[str]]:
+    """:func:`compare_pooled` of audit folders: ``pairs`` of (REF, OTHER) folders, one per
+    stratum. Returns the pooled ``({task: {metric: ...}}, notes)``, unadjusted.
+
+    Raises:
+        DataError: a folder that is not an audit, another split, other sample ids.
+    """
+    records, configs, labels = [], [], []
+    for ref, other in pairs:
+        ref_records, ref_cfg, ref_split = _load_audit(ref, "REF")
+        other_records, other_cfg, split = _load_audit(other, "OTHER")
+        _check_split(ref, ref_split, other, split)
+        records.append((ref_records, other_records))
+        configs.append((ref_cfg, other_cfg))
+        labels.append((f"REF {str(ref)!r}", f"OTHER {str(other)!r}"))
+    return compare_pooled(
+        records, configs=configs, n_boot=n_boot, level=level, seed=seed, labels=labels
+    )
 
 
 def compare_audits(
@@ -370,11 +479,7 @@ def compare_audits(
     notes: dict = {}
     for name, other in zip(names, others, strict=True):
         records, cfg, split = _load_audit(other, "OTHER")
-        if split != ref_split:
-            raise DataError(
-                f"splits differ: REF {str(reference)!r} audited {ref_split!r}, OTHER "
-                f"{str(other)!r} audited {split!r}; compare audits of the same split"
-            )
+        _check_split(reference, ref_split, other, split)
         comparisons[name], notes[name] = compare_records(
             ref_records, records, ref_config=ref_cfg, other_config=cfg, n_boot=n_boot,
             level=level, seed=seed, labels=(f"REF {str(reference)!r}", f"OTHER {str(other)!r}"),
@@ -417,7 +522,9 @@ __all__ = [
     "COMPARE_KIND",
     "COMPARISON_FILE",
     "P_VALUE_DEFINITION",
+    "compare_audit_pairs",
     "compare_audits",
+    "compare_pooled",
     "compare_records",
     "format_comparison",
     "holm",

@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -20,9 +19,10 @@ from fairvlm.models.families import detect_family, get_family, largest_input_pix
 from fairvlm.models.scoring import (
     SCORING,
     OptionScores,
-    answer_logprobs,
     chunks,
+    empty_scores,
     normalise_options,
+    score_independent,
 )
 
 # Fill values of sequence-aligned tensors: for appended answer tokens and for padding.
@@ -419,10 +419,10 @@ class VLMAdapter:
             return texts, scores
         samples = list(samples)
         per_sample = normalise_options(options, len(samples))
-        sums, counts = self._empty_scores(per_sample, options)
+        sums, counts = empty_scores(per_sample, options)
         kwargs = self._generate_kwargs(max_new_tokens, generate_kwargs)
-        texts = self._score_shared(
-            samples, per_sample, batch_size, token_budget, sums, counts, rows_cap, kwargs
+        texts = shared_scoring.score_samples(
+            self, samples, per_sample, batch_size, token_budget, sums, counts, rows_cap, kwargs
         )
         return texts, OptionScores.from_sums(sums, counts)
 
@@ -461,79 +461,14 @@ class VLMAdapter:
             raise bad_value("token_budget", token_budget, "use a positive integer or None")
         samples = list(samples)
         per_sample = normalise_options(options, len(samples))
-        sums, counts = self._empty_scores(per_sample, options)
+        sums, counts = empty_scores(per_sample, options)
         if scoring == "shared" and self.family not in SHARED_SCORING_FALLBACK:
-            self._score_shared(samples, per_sample, batch_size, token_budget, sums, counts)
-        else:
-            self._score_independent(samples, per_sample, batch_size, sums, counts)
-        return OptionScores.from_sums(sums, counts)
-
-    @staticmethod
-    def _empty_scores(per_sample: list[list[str]], options: Sequence[Any]) -> tuple:
-        """``(sums, counts)`` of shape ``[samples, most options]``: NaN / 0 (ragged lists
-        leave those in their unused cells)."""
-        shape = (len(per_sample), max((len(o) for o in per_sample), default=len(options)))
-        return np.full(shape, np.nan), np.zeros(shape, dtype=np.int64)
-
-    def _score_independent(
-        self,
-        samples: list[Sample],
-        per_sample: list[list[str]],
-        batch_size: int,
-        sums: np.ndarray,
-        counts: np.ndarray,
-    ) -> None:
-        pairs = [(i, k, s, o) for i, s in enumerate(samples) for k, o in enumerate(per_sample[i])]
-        for chunk in chunks(pairs, batch_size):
-            batch = self._encode(
-                [p[2] for p in chunk], [p[3] for p in chunk], with_end=False, right=True
+            shared_scoring.score_samples(
+                self, samples, per_sample, batch_size, token_budget, sums, counts
             )
-            labels = batch.pop("labels")
-            answer = int((labels != -100).sum(dim=1).max())
-            self._add_positions(batch)
-            with torch.inference_mode(), self._model_call(batch, answer_length=answer):
-                logits = self.model(**batch, logits_to_keep=answer + 1).logits
-            total, n = answer_logprobs(logits, labels)
-            for (i, k, _, _), t, c in zip(chunk, total.tolist(), n.tolist(), strict=True):
-                sums[i, k], counts[i, k] = t, c
-
-    def _score_shared(
-        self,
-        samples: list[Sample],
-        per_sample: list[list[str]],
-        batch_size: int,
-        token_budget: int | None,
-        sums: np.ndarray,
-        counts: np.ndarray,
-        rows_cap: int | None = None,
-        generate_kwargs: dict[str, Any] | None = None,
-    ) -> list[str]:
-        """Prefill ``batch_size`` samples at a time; their options continue from the
-        prefix's KV cache (see :mod:`fairvlm.models.shared_scoring`), at most
-        ``rows_cap`` rows (default ``batch_size``) per pass. With ``generate_kwargs``
-        the prefill is ``generate``'s, and its texts are returned."""
-        texts: list[str] = []
-        for group in chunks(range(len(samples)), batch_size):
-            chunk = [samples[i] for i in group]
-            answer_ids = shared_scoring.option_ids(self, chunk, [per_sample[i] for i in group])
-            batch = self._encode(chunk, None, with_end=False)
-            self._check_lengths(chunk, batch, [max(map(len, a), default=0) for a in answer_ids])
-            tail = shared_scoring.longest_tail(answer_ids)
-            with torch.inference_mode():
-                prefix = None
-                if generate_kwargs is not None:
-                    new, prefix = shared_scoring.prefill_by_generate(
-                        self, batch, tail > 0, generate_kwargs
-                    )
-                    texts.extend(self._decode(new))
-                if prefix is None:  # scoring alone, or a cache that cannot be cropped
-                    prefix = shared_scoring.prefill(self, batch, use_cache=tail > 0)
-                rows = shared_scoring.rows_per_pass(
-                    rows_cap or batch_size, token_budget, prefix.width, tail
-                )
-                scores = shared_scoring.score_from_prefix(self, prefix, answer_ids, rows)
-            shared_scoring.fill(scores, group, sums, counts)
-        return texts
+        else:
+            score_independent(self, samples, per_sample, batch_size, sums, counts)
+        return OptionScores.from_sums(sums, counts)
 
     def _add_positions(self, batch: Any) -> None:
         """Position ids that count real tokens only, as ``generate`` gives a left-padded

@@ -101,3 +101,35 @@ def normalise_options(
         if not o:
             raise bad_value(f"options[{i}]", o, "give at least one candidate answer")
     return out
+
+
+def empty_scores(per_sample: list[list[str]], options: Sequence[Any]) -> tuple:
+    """``(sums, counts)`` of shape ``[samples, most options]``: NaN / 0 (ragged lists
+    leave those in their unused cells)."""
+    shape = (len(per_sample), max((len(o) for o in per_sample), default=len(options)))
+    return np.full(shape, np.nan), np.zeros(shape, dtype=np.int64)
+
+
+def score_independent(
+    vlm: Any,
+    samples: list[Any],
+    per_sample: list[list[str]],
+    batch_size: int,
+    sums: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """Fill ``sums`` / ``counts`` with one forward pass of image, prompt and option per
+    (sample, option) pair, ``batch_size`` pairs at a time (``scoring="independent"``)."""
+    pairs = [(i, k, s, o) for i, s in enumerate(samples) for k, o in enumerate(per_sample[i])]
+    for chunk in chunks(pairs, batch_size):
+        batch = vlm._encode(
+            [p[2] for p in chunk], [p[3] for p in chunk], with_end=False, right=True
+        )
+        labels = batch.pop("labels")
+        answer = int((labels != -100).sum(dim=1).max())
+        vlm._add_positions(batch)
+        with torch.inference_mode(), vlm._model_call(batch, answer_length=answer):
+            logits = vlm.model(**batch, logits_to_keep=answer + 1).logits
+        total, n = answer_logprobs(logits, labels)
+        for (i, k, _, _), t, c in zip(chunk, total.tolist(), n.tolist(), strict=True):
+            sums[i, k], counts[i, k] = t, c

@@ -122,6 +122,41 @@ def score_from_prefix(
     return out
 
 
+def score_samples(
+    vlm: Any,
+    samples: list[Sample],
+    per_sample: list[list[str]],
+    batch_size: int,
+    token_budget: int | None,
+    sums: np.ndarray,
+    counts: np.ndarray,
+    rows_cap: int | None = None,
+    generate_kwargs: dict[str, Any] | None = None,
+) -> list[str]:
+    """Fill ``sums`` / ``counts``: prefill ``batch_size`` samples at a time, their options
+    continue from the prefix's KV cache, at most ``rows_cap`` rows (default
+    ``batch_size``) per pass. With ``generate_kwargs`` the prefill is ``generate``'s, and
+    its texts are returned."""
+    texts: list[str] = []
+    for group in chunks(range(len(samples)), batch_size):
+        chunk = [samples[i] for i in group]
+        answer_ids = option_ids(vlm, chunk, [per_sample[i] for i in group])
+        batch = vlm._encode(chunk, None, with_end=False)
+        vlm._check_lengths(chunk, batch, [max(map(len, a), default=0) for a in answer_ids])
+        tail = longest_tail(answer_ids)
+        with torch.inference_mode():
+            prefix = None
+            if generate_kwargs is not None:
+                new, prefix = prefill_by_generate(vlm, batch, tail > 0, generate_kwargs)
+                texts.extend(vlm._decode(new))
+            if prefix is None:  # scoring alone, or a cache that cannot be cropped
+                prefix = prefill(vlm, batch, use_cache=tail > 0)
+            rows = rows_per_pass(rows_cap or batch_size, token_budget, prefix.width, tail)
+            scores = score_from_prefix(vlm, prefix, answer_ids, rows)
+        fill(scores, group, sums, counts)
+    return texts
+
+
 def rows_per_pass(batch_size: int, token_budget: int | None, width: int, tail: int) -> int:
     """Continuation rows per pass: ``batch_size``, fewer when each row's cached prefix
     plus option tokens would exceed ``token_budget``."""

@@ -78,9 +78,11 @@ def legend(study: dict[str, Any]) -> str:
     ref = study.get("reference", "base")
     if "n_boot" not in cmp:
         return f"significantly better than {ref} (nothing compared: see the notes)"
+    seeds = study.get("seeds") or []
+    pooled = f" pooled over {len(seeds)} seeds" if len(seeds) > 1 else ""
     return (
         f"significantly better than {ref} at {cmp['level']:.0%} after Holm (paired "
-        f"bootstrap, {cmp['n_boot']} replicates, {cmp['n_tests']} tests)"
+        f"bootstrap{pooled}, {cmp['n_boot']} replicates, {cmp['n_tests']} tests)"
     )
 
 
