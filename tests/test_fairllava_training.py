@@ -3,6 +3,7 @@ unknown attributes, the probe diagnostic."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from training_support import TINY_LORA, group_samples, train_cfg
 from transformers import TrainerCallback, TrainingArguments
 
+from fairvlm.errors import ConfigError
 from fairvlm.mitigation.fairllava import FairLLaVAConfig, FairLLaVATerm
 from fairvlm.models import load_vlm
 from fairvlm.representation import FOOLED, LayerReader, RepresentationSettings, fit_probe
@@ -219,6 +221,20 @@ def test_fit_probe_decodes_an_encoded_attribute_and_not_noise():
     assert abs(fit_probe(z, y_noise)[1] - 0.5) < 0.15
 
 
+def test_the_mlp_probe_decodes_what_no_hyperplane_separates():
+    """y = xor(z0 > 0, z1 > 0): the linear probe stays at chance, the MLP decodes it."""
+    from fairvlm.representation import ProbeSettings
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(400, 6, generator=gen).numpy()
+    y = ((z[:, 0] > 0) ^ (z[:, 1] > 0)).astype(int)
+    assert abs(fit_probe(z, y)[1] - 0.5) < 0.1
+    mlp = ProbeSettings(kind="mlp", hidden=32, steps=300)
+    assert fit_probe(z, y, settings=mlp)[1] > 0.85
+    with pytest.raises(ConfigError, match="kind"):
+        ProbeSettings(kind="forest")
+
+
 def test_probe_warns_when_the_estimator_is_fooled(tiny_llava, tmp_path, capsys):
     # the published head (linear, scale 1, lr 1e-4) barely learns in 4 steps while the
     # background colour makes skin tone trivially decodable: MI ~ 0 and probe ~ 100 %
@@ -232,10 +248,23 @@ def test_probe_warns_when_the_estimator_is_fooled(tiny_llava, tmp_path, capsys):
         probe_data=group_samples(40, seed=1),
     )
     (row,) = result.probe
-    assert row["attribute"] == "skin_tone"
+    assert row["attribute"] == "skin_tone" and row["probe"] == "linear"
     assert abs(row["club_mi"]) < 0.05 and row["balanced_accuracy"] > 0.9
     assert row["fooled"] is True
     assert FOOLED in capsys.readouterr().out
+    # the MLP probe, chosen in the config, reads the same z and is recorded as such
+    mlp = train(
+        tiny_llava,
+        samples,
+        "fairllava",
+        train_cfg({"lambdas": {"skin_tone": 0.2}}, lr=1e-4, probe={"kind": "mlp", "hidden": 16}),
+        tmp_path / "mlp",
+        probe_data=group_samples(40, seed=1),
+    )
+    (row,) = mlp.probe
+    assert row["probe"] == "mlp" and row["balanced_accuracy"] > 0.9
+    saved = json.loads((tmp_path / "mlp" / "probe.json").read_text())
+    assert saved[0]["probe"] == "mlp"
 
 
 def test_probe_flags_a_negative_club_estimate(tiny_llava):

@@ -1,5 +1,5 @@
 """The representation z that fairness methods read and probe: one decoder layer's hidden
-states at chosen positions, pooled; the attribute heads on it; the linear probe.
+states at chosen positions, pooled; the attribute heads on it; the fresh probe.
 
 It sits below ``fairvlm.training`` and ``fairvlm.mitigation`` (FairLLaVA, the adversarial
 baseline, the post-training probe and steering all use it) and imports neither.
@@ -10,7 +10,9 @@ from fairvlm.representation.heads import CLUBHead, club_matrix, club_mi, head_ac
 from fairvlm.representation.pooling import pool
 from fairvlm.representation.probe import (
     FOOLED,
+    PROBE_KINDS,
     ProbeResult,
+    ProbeSettings,
     collect,
     fit_probe,
     results_to_dict,
@@ -28,11 +30,13 @@ from fairvlm.representation.settings import (
 __all__ = [
     "FOOLED",
     "POOLINGS",
+    "PROBE_KINDS",
     "SETTING_FIELDS",
     "TOKEN_MODES",
     "CLUBHead",
     "LayerReader",
     "ProbeResult",
+    "ProbeSettings",
     "RepresentationSettings",
     "attribute_targets",
     "check_attributes",

@@ -1,8 +1,11 @@
-"""The diagnostic the CLUB estimate needs: a fresh linear probe on the regularised layer.
+"""The diagnostic the CLUB estimate needs: a fresh probe on the regularised layer.
 
 After training, z is read (same :class:`~fairvlm.representation.RepresentationSettings`
-as training) on held-out samples; for each attribute a new ``sklearn`` logistic regression is fitted on
-one half and scored on the other. A CLUB estimate near zero while the probe decodes the
+as training) on held-out samples; for each attribute a new ``sklearn`` classifier is
+fitted on one half and scored on the other: a logistic regression (``kind: linear``, the
+default) or a one-hidden-layer MLP (``kind: mlp``), which also decodes information that
+no hyperplane separates (the group may stay decodable non-linearly after adversarial
+removal). A CLUB estimate near zero while the probe decodes the
 attribute far above chance means the backbone fooled its head instead of removing the
 information: the report then says "the estimator is being fooled". A clearly negative
 estimate with such a probe is flagged too: CLUB estimates an upper bound of a
@@ -20,12 +23,40 @@ from typing import Any
 import numpy as np
 import torch
 
+from fairvlm.config import Config, is_int
 from fairvlm.data.schema import Sample
+from fairvlm.errors import bad_value
 from fairvlm.representation.heads import club_mi
 from fairvlm.representation.reader import LayerReader
 
 #: The warning printed and stored when the estimate and the probe disagree.
 FOOLED = "the estimator is being fooled"
+#: The probes :class:`ProbeSettings` ``kind`` names.
+PROBE_KINDS = ("linear", "mlp")
+
+
+@dataclass
+class ProbeSettings(Config):
+    """Which fresh probe the diagnostic fits.
+
+    Attributes:
+        kind: ``linear`` (logistic regression) or ``mlp`` (standardised z, one ReLU hidden
+            layer of ``hidden`` units, Adam for at most ``steps`` epochs: sklearn's
+            ``MLPClassifier``).
+        hidden, steps: the MLP's width and its most training epochs (unused by ``linear``).
+    """
+
+    kind: str = "linear"
+    hidden: int = 256
+    steps: int = 500
+
+    def validate(self) -> None:
+        if self.kind not in PROBE_KINDS:
+            raise bad_value("kind", self.kind, f"use one of {PROBE_KINDS}")
+        for name in ("hidden", "steps"):
+            value = getattr(self, name)
+            if not is_int(value) or value < 1:
+                raise bad_value(name, value, "use a positive integer")
 
 
 @dataclass
@@ -39,6 +70,7 @@ class ProbeResult:
             the method has no head for this attribute).
         n_fit, n_score: samples the probe was fitted and scored on.
         fooled: the estimate is near 0 or negative but the probe is far above chance.
+        pooling, probe: how z was pooled, and the probe's ``kind``.
     """
 
     attribute: str
@@ -51,6 +83,7 @@ class ProbeResult:
     n_score: int
     fooled: bool
     pooling: str
+    probe: str = "linear"
 
 
 @torch.no_grad()
@@ -81,10 +114,26 @@ def collect(
     return np.concatenate(zs), np.concatenate(valids)
 
 
-def fit_probe(z: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float, float, int, int]:
-    """``(accuracy, balanced accuracy, chance, n_fit, n_score)`` of a fresh logistic
-    regression fitted on a stratified half of ``(z, y)`` and scored on the other half."""
+def _classifier(settings: ProbeSettings, seed: int) -> Any:
     from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if settings.kind == "linear":
+        return LogisticRegression(max_iter=2000)
+    mlp = MLPClassifier(
+        hidden_layer_sizes=(settings.hidden,), max_iter=settings.steps, random_state=seed
+    )
+    return make_pipeline(StandardScaler(), mlp)
+
+
+def fit_probe(
+    z: np.ndarray, y: np.ndarray, seed: int = 0, settings: ProbeSettings | None = None
+) -> tuple[float, float, float, int, int]:
+    """``(accuracy, balanced accuracy, chance, n_fit, n_score)`` of a fresh probe
+    (``settings``, default a logistic regression) fitted on a stratified half of
+    ``(z, y)`` and scored on the other half."""
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import train_test_split
 
@@ -96,7 +145,7 @@ def fit_probe(z: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float
     if len(np.unique(y_fit)) < 2:
         pred = np.full_like(y_score, y_fit[0])
     else:
-        clf = LogisticRegression(max_iter=2000)
+        clf = _classifier(settings or ProbeSettings(), seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             clf.fit(z_fit, y_fit)
@@ -121,14 +170,17 @@ def run_probe(
     batch_size: int = 16,
     mi_tol: float = 0.05,
     margin: float = 0.2,
+    probe: ProbeSettings | None = None,
 ) -> list[ProbeResult]:
     """Probe every attribute on held-out ``samples``; warn when the estimator is fooled.
 
     ``fooled`` = ``club_mi < mi_tol`` (nats: near zero, or negative, which an upper-bound
     estimate of a mutual information should never be) and balanced probe accuracy above
     ``1/K + margin``. Attributes with fewer than 2 known values in ``samples`` are skipped.
-    ``space`` holds the vocabularies (a ``fairvlm.training.AttributeSpace``).
+    ``space`` holds the vocabularies (a ``fairvlm.training.AttributeSpace``); ``probe``:
+    which probe (default linear).
     """
+    probe = probe or ProbeSettings()
     z, valid = collect(adapter, reader, list(samples), batch_size=batch_size, seed=seed)
     # the caller's space, narrowed to the probed attributes (its class lives above this package)
     attrs, label_idx = replace(
@@ -140,7 +192,7 @@ def run_probe(
         y = attrs[keep, j]
         if len(np.unique(y)) < 2 or keep.sum() < 4:
             continue
-        acc, bal, chance, n_fit, n_score = fit_probe(z[keep], y, seed)
+        acc, bal, chance, n_fit, n_score = fit_probe(z[keep], y, seed, probe)
         mi = None
         if heads is not None and name in heads:
             head = heads[name]
@@ -171,8 +223,18 @@ def run_probe(
             )
         results.append(
             ProbeResult(
-                name, acc, bal, chance, 1.0 / k, mi, n_fit, n_score, fooled, reader.settings.pooling
-            )
+                name,
+                acc,
+                bal,
+                chance,
+                1.0 / k,
+                mi,
+                n_fit,
+                n_score,
+                fooled,
+                reader.settings.pooling,
+                probe.kind,
+            )  # fmt: skip
         )
     return results
 
@@ -182,4 +244,13 @@ def results_to_dict(results: Sequence[ProbeResult]) -> list[dict[str, Any]]:
     return [asdict(r) for r in results]
 
 
-__all__ = ["FOOLED", "ProbeResult", "collect", "fit_probe", "results_to_dict", "run_probe"]
+__all__ = [
+    "FOOLED",
+    "PROBE_KINDS",
+    "ProbeResult",
+    "ProbeSettings",
+    "collect",
+    "fit_probe",
+    "results_to_dict",
+    "run_probe",
+]

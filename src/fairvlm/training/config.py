@@ -23,6 +23,7 @@ from typing import Any
 
 from fairvlm.config import Config, is_int, located, to_plain
 from fairvlm.errors import FairVLMError, bad_value
+from fairvlm.representation.probe import ProbeSettings
 from fairvlm.training.hf_names import is_training_name, resolve_names
 from fairvlm.yamlpos import parse_yaml_value, read_yaml_mapping
 
@@ -83,7 +84,9 @@ class TrainConfig(Config):
 
     Attributes:
         split: the dataset split to train on; ``probe_split``: the held-out split for the
-            post-training probe (``None``: no probe), at most ``probe_limit`` samples of it.
+            post-training probe (``None``: no probe), at most ``probe_limit`` samples of it;
+            ``probe``: which probe (``{kind: linear | mlp, hidden, steps}``, see
+            :class:`fairvlm.representation.ProbeSettings`).
         limit: use at most this many training samples (``None``: all).
         steps: optimiser steps; when ``None`` train for ``epochs`` epochs.
         batch_size: per-device batch; ``grad_accum``: micro-batches per optimiser step.
@@ -122,6 +125,7 @@ class TrainConfig(Config):
     device: str | None = None
     progress: bool = True
     lora: LoraSettings = field(default_factory=LoraSettings)
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
     args: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

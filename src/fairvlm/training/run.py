@@ -34,7 +34,13 @@ from fairvlm.config import to_plain
 from fairvlm.data import load_dataset, load_samples
 from fairvlm.errors import ConfigError
 from fairvlm.models import load_vlm
-from fairvlm.representation import FOOLED, LayerReader, results_to_dict, run_probe
+from fairvlm.representation import (
+    FOOLED,
+    LayerReader,
+    ProbeSettings,
+    results_to_dict,
+    run_probe,
+)
 from fairvlm.training.arguments import training_arguments
 from fairvlm.training.checkpoints import last_complete_checkpoint
 from fairvlm.training.config import TrainConfig, load_train_config
@@ -301,7 +307,7 @@ def train(
                 held_out = _probe_samples(data_path, cfg, probe_data)
                 if held_out:
                     probe = probe_trained(
-                        adapter, held_out, space, setup.probe or ProbeSpec(), cfg.seed
+                        adapter, held_out, space, setup.probe or ProbeSpec(), cfg.seed, cfg.probe
                     )
                 _save_outputs(out, model, bool(setup.terms), log_history, probe)
             trainer.accelerator.wait_for_everyone()
@@ -349,9 +355,15 @@ def _final_outputs(out: Path, global_step: int) -> tuple[list[dict], list[dict]]
 
 
 def probe_trained(
-    adapter: Any, samples: list[Any], space: Any, spec: Any, seed: int = 0
+    adapter: Any,
+    samples: list[Any],
+    space: Any,
+    spec: Any,
+    seed: int = 0,
+    probe: ProbeSettings | None = None,
 ) -> list[dict[str, Any]]:
-    """Fresh linear probes on a trained model's layer (``spec``: a ``ProbeSpec``), as dicts.
+    """Fresh probes (``probe``, default linear) on a trained model's layer (``spec``: a
+    ``ProbeSpec``), as dicts.
 
     The CLUB estimate of ``spec.heads`` is reported beside each probe; a warning is
     printed when the estimator is being fooled.
@@ -372,6 +384,7 @@ def probe_trained(
                 spec.heads,
                 labels=space.labels,
                 seed=seed,
+                probe=probe,
             )
         for w in caught:
             if FOOLED in str(w.message):
