@@ -157,3 +157,17 @@ def test_seed_cell_and_t_interval():
     assert seed_cell(swapped)["pair"] is None  # the seeds disagree on the pair
     missing = seed_cell([cells[0], {"value": None, "ci": None, "pair": None}])
     assert missing["value"] == pytest.approx(0.4) and missing["ci"] is None
+
+
+def test_a_row_with_some_seeds_audited_says_so(run, tmp_path):
+    """--only: a row whose other seeds are not audited yet is the mean of those done,
+    and a note names them."""
+    part = run_experiment(
+        run.out_dir.parent / "exp.yaml", tmp_path / "part", only=["mini/audit/base",
+        "mini/seed-3/*"], echo=False, report=False,
+    )  # fmt: skip
+    assert part.ran == ["mini/audit/base", "mini/seed-3/train/lora", "mini/seed-3/audit/lora"]
+    study = part.summary["studies"][0]
+    assert "lora: only seeds [3] of [3, 4] audited" in study["notes"]
+    full = run.summary["studies"][0]["rows"][1]["values"]["vqa.accuracy"]["per_seed"][0]
+    assert study["rows"][1]["values"]["vqa.accuracy"]["value"] == pytest.approx(full)

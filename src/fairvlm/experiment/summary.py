@@ -252,6 +252,10 @@ def study_summary(
     notes = small_group_notes(all_metrics, cols)
     if seeds and len(seeds) > 1:
         notes.insert(0, seeds_note(seeds))
+        for row, row_runs in zip(out_rows, runs, strict=True):
+            done = [r["seed"] for r in row_runs if r["seed"] is not None]
+            if done and len(done) < len(seeds):  # --only: the other seeds not audited yet
+                notes.append(f"{row['method']}: only seeds {done} of {list(seeds)} audited")
     return {
         "name": name,
         **(extra or {}),
