@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from fairvlm.atomic import check_name
+from fairvlm.config import is_int
 from fairvlm.data.storage import METADATA_FILE
 from fairvlm.errors import ConfigError
 from fairvlm.experiment import hooks
@@ -88,7 +89,7 @@ def _mapping(value: Any, path: KeyPath, marks: Marks, allowed: tuple[str, ...]) 
 
 
 def _int(value: Any, path: KeyPath, marks: Marks, what: str = "an integer") -> int | None:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+    if value is None or is_int(value):
         return value
     raise marks.error(path, f"{value!r} is not {what}")
 
@@ -369,14 +370,10 @@ def parse_experiment(
 def _seeds(value: Any, marks: Marks) -> list[int] | None:
     if value is None:
         return None
-    ok = isinstance(value, list) and value and all(_is_int(v) for v in value)
+    ok = isinstance(value, list) and value and all(is_int(v) for v in value)
     if not ok or len(set(value)) < len(value):
         raise marks.error(("seeds",), f"{value!r} is not a list of distinct integer seeds")
     return list(value)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _check_no_method_seed(

@@ -6,12 +6,12 @@ Holm's correction then runs over the cells of the table (every compared row and 
 not over every quantity ``compare_audits`` computes. A cell is **better** when its
 adjusted p-value is below ``1 - level`` and the change goes the column's way (``max``:
 higher, ``min``: lower, ``zero``: ``|other| < |ref|``). Ranking columns (skews, NDKL) are
-not compared (see :mod:`fairvlm.metrics.compare`): their cells get ``None``.
+not compared (see :mod:`fairvlm.metrics.paired`): their cells get ``None``.
 
 It takes audit folders, so that any set of audits of the same samples can reuse it. With
 several training seeds, a row and the reference give one folder per seed (a row that does
 not depend on the seed, such as ``base``, one folder for all): each seed's pair is a
-stratum of :func:`fairvlm.metrics.compare.compare_pooled`, and the test is of the mean
+stratum of :func:`fairvlm.metrics.paired.compare_pooled`, and the test is of the mean
 change over the seeds.
 """
 

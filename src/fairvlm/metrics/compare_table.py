@@ -1,5 +1,5 @@
 """The console table of a comparison (``fairvlm compare``): one line per compared quantity,
-with a verdict in words; kept apart from the statistics in :mod:`fairvlm.metrics.compare`."""
+with a verdict in words; kept apart from the statistics in :mod:`fairvlm.metrics.paired`."""
 
 from __future__ import annotations
 
