@@ -60,7 +60,8 @@ from fairvlm.experiment.seeds import seed_cell, seeds_note
 from fairvlm.registry import AUDIT_TASKS
 from fairvlm.report.collect import metric_entry
 
-_ABBREV = {"es_fairllava": "ES", "es_fairclip": "ES-FairCLIP"}
+#: The stage folders a row names (one set per seed).
+_STAGE_PATHS = ("audit", "train", "steer")
 
 
 @dataclass
@@ -220,17 +221,14 @@ def study_summary(
         }
     )
     cells = comparison.pop("cells")
-    out_rows = []
     runs = [row.pop("seeds", None) or [{**row, "seed": None}] for row in rows]
     all_metrics = [run.get("metrics") for row_runs in runs for run in row_runs]
     level = float(((base_metrics.get("config") or {}).get("ci_level")) or 0.95)
     for row, row_runs in zip(rows, runs, strict=True):
         row.pop("metrics", None)
-        row.update({k: row_runs[0].get(k) for k in ("audit", "train", "steer")})
+        row.update({k: row_runs[0].get(k) for k in _STAGE_PATHS})
         if len(row_runs) > 1:
-            row["seeds"] = {
-                str(r["seed"]): {k: r.get(k) for k in ("audit", "train", "steer")} for r in row_runs
-            }
+            row["seeds"] = {str(r["seed"]): {k: r.get(k) for k in _STAGE_PATHS} for r in row_runs}
         vs = cells.get(row["method"], {})
         row["values"] = {
             c.key: {**_cell(row_runs, c, level), "vs_reference": vs.get(c.key)} for c in columns
@@ -239,12 +237,9 @@ def study_summary(
         for v in row["values"].values() if row["collapsed"] else ():
             if v["vs_reference"]:
                 v["vs_reference"]["better"] = False  # at chance: no change of it is a win
-        out_rows.append(row)
     better = {
         c.key: [
-            r["method"]
-            for r in out_rows
-            if (r["values"][c.key]["vs_reference"] or {}).get("better")
+            r["method"] for r in rows if (r["values"][c.key]["vs_reference"] or {}).get("better")
         ]
         for c in columns
     }
@@ -252,7 +247,7 @@ def study_summary(
     notes = small_group_notes(all_metrics, cols)
     if seeds and len(seeds) > 1:
         notes.insert(0, seeds_note(seeds))
-        for row, row_runs in zip(out_rows, runs, strict=True):
+        for row, row_runs in zip(rows, runs, strict=True):
             done = [r["seed"] for r in row_runs if r["seed"] is not None]
             if done and len(done) < len(seeds):  # --only: the other seeds not audited yet
                 notes.append(f"{row['method']}: only seeds {done} of {list(seeds)} audited")
@@ -262,7 +257,7 @@ def study_summary(
         "seeds": list(seeds) if seeds else None,
         "attributes": sorted({c.attribute for c in columns if c.attribute}),
         "columns": cols,
-        "rows": out_rows,
+        "rows": rows,
         "reference": reference,
         "comparison": comparison,
         "better": {k: v for k, v in better.items() if v},
