@@ -49,6 +49,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    "benchmark, see docs/asd.md)")  # fmt: skip
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--sets", type=int, default=2, help="CMSC counterfactual sets per concept")
+    p.add_argument("--train-on", default="cmsc", choices=["cmsc", "finetune"],
+                   help="cmsc: a CMSC-style set built like --data; finetune: --data's own "
+                   "finetune split (e.g. one that keeps part of the stereotype)")  # fmt: skip
     p.add_argument("--cmsc-tasks", nargs="+", default=["probe", "concept", "describe"])
     p.add_argument("--no-negatives", action="store_true", help="CMSC without 'no' probes")
     p.add_argument("--projector", default="full", choices=["full", "lora", "frozen"])
@@ -98,6 +101,20 @@ def _audit(
         for key in ("max_skew", "min_skew", "ndkl")
     }
     return row
+
+
+def base_row(args: argparse.Namespace, out: Path, attrs: list[str]) -> dict:
+    """The base model's audit row, cached in ``out/base.json``."""
+    from fairvlm.models import load_vlm
+
+    base_file = out / "base.json"
+    if base_file.is_file():
+        return json.loads(base_file.read_text())
+    base = _audit(
+        load_vlm(args.base), args.data, out / "base_audit", attrs, args.k, args.audit_split
+    )
+    _write_json(base_file, base)
+    return base
 
 
 def _train_config(args: argparse.Namespace, seed: int, variant: str) -> dict:
@@ -237,12 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from fairvlm.data import dataset_metadata
     from fairvlm.mitigation.asd.cmsc import CMSCConfig, build_cmsc
-    from fairvlm.models import load_vlm
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     attrs = sorted(dataset_metadata(args.data)["attributes"])
-    cmsc = out / "cmsc"
+    cmsc = Path(args.data) if args.train_on == "finetune" else out / "cmsc"
     if not (cmsc / "fairvlm_metadata.json").is_file():
         build_cmsc(
             cmsc,
@@ -254,14 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 negatives=not args.no_negatives,
             ),
         )
-    base_file = out / "base.json"
-    if base_file.is_file():
-        base = json.loads(base_file.read_text())
-    else:
-        base = _audit(
-            load_vlm(args.base), args.data, out / "base_audit", attrs, args.k, args.audit_split
-        )
-        _write_json(base_file, base)
+    base = base_row(args, out, attrs)
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
     for seed in args.seeds:
         for variant in args.variants:

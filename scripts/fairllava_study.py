@@ -143,7 +143,9 @@ def run_one(
     """Fine-tune and evaluate one (method, seed); cached in ``out/result.json``."""
     done = out / "result.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        row = json.loads(done.read_text())
+        if not args.sweep or row.get("sweep"):
+            return row
     import shutil
 
     import torch
@@ -187,6 +189,12 @@ def run_one(
     probe = probe_trained(
         result.adapter, test[: args.probe_limit], _space(result.out_dir), spec, seed
     )
+    sweep = None
+    if args.sweep:  # every layer, image and text positions, linear and MLP probes
+        from fairvlm.training import sweep_trained
+
+        held_out = test[: args.probe_limit]
+        sweep = sweep_trained(result.adapter, held_out, _space(result.out_dir), spec, seed)
     mi = [
         r.get(f"fairllava/mi/{ATTRIBUTE}")
         for r in result.log_history
@@ -199,6 +207,7 @@ def run_one(
         "probe": probe[0]["balanced_accuracy"] if probe else None,
         "club_mi_last": mi[-1] if mi else None,
         "steps": result.global_step,
+        "sweep": sweep,
     }
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(row, indent=2))
@@ -289,6 +298,25 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_sweep(rows: list[dict]) -> str:
+    """The probe sweep in Markdown: balanced accuracy of the linear and the MLP probe per
+    scenario x method x layer x positions, mean ± 95 % t half-width over the seeds."""
+    lines = [
+        "| scenario | method | n | hidden_states entry | positions | linear probe | MLP probe |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    cells: dict[tuple, dict[str, list[float]]] = {}
+    for r in rows:
+        for s in r.get("sweep") or []:
+            key = (r["scenario"], r["method"], s["entry"], s["tokens"])
+            cells.setdefault(key, {}).setdefault(s["probe"], []).append(s["balanced_accuracy"])
+    for (scenario, method, entry, tokens), by_kind in cells.items():
+        n = len(by_kind.get("linear", []))
+        lin, mlp = (summarise(by_kind.get(k, [])) for k in ("linear", "mlp"))
+        lines.append(f"| {scenario} | {method} | {n} | {entry} | {tokens} | {lin} | {mlp} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -322,6 +350,11 @@ def main() -> int:
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--probe-limit", type=int, default=600)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also fit linear and MLP probes at every layer, on image and text positions",
+    )
     parser.add_argument("--out", default="runs/fairllava_study")
     args = parser.parse_args()
     args.eval_data = None
@@ -385,6 +418,10 @@ def main() -> int:
     print(table)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     (out / "results.md").write_text(table)
+    if args.sweep:
+        sweep = format_sweep([r for r in rows if not r["scenario"].startswith("val:")])
+        print(sweep)
+        (out / "sweep.md").write_text(sweep)
     return 0
 
 

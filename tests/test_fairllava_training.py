@@ -252,12 +252,15 @@ def test_probe_warns_when_the_estimator_is_fooled(tiny_llava, tmp_path, capsys):
     assert abs(row["club_mi"]) < 0.05 and row["balanced_accuracy"] > 0.9
     assert row["fooled"] is True
     assert FOOLED in capsys.readouterr().out
-    # the MLP probe, chosen in the config, reads the same z and is recorded as such
+    assert not (tmp_path / "o" / "probe_sweep.json").exists()
+    # the MLP probe, chosen in the config, reads the same z and is recorded as such; the
+    # sweep adds both probes at every layer and position set
+    probe = {"kind": "mlp", "hidden": 16, "sweep": True}
     mlp = train(
         tiny_llava,
         samples,
         "fairllava",
-        train_cfg({"lambdas": {"skin_tone": 0.2}}, lr=1e-4, probe={"kind": "mlp", "hidden": 16}),
+        train_cfg({"lambdas": {"skin_tone": 0.2}}, lr=1e-4, probe=probe),
         tmp_path / "mlp",
         probe_data=group_samples(40, seed=1),
     )
@@ -265,6 +268,15 @@ def test_probe_warns_when_the_estimator_is_fooled(tiny_llava, tmp_path, capsys):
     assert row["probe"] == "mlp" and row["balanced_accuracy"] > 0.9
     saved = json.loads((tmp_path / "mlp" / "probe.json").read_text())
     assert saved[0]["probe"] == "mlp"
+    sweep = json.loads((tmp_path / "mlp" / "probe_sweep.json").read_text())
+    cells = {(r["entry"], r["tokens"], r["probe"]) for r in sweep}
+    assert cells == {
+        (e, t, p) for e in (0, 1, 2) for t in ("image", "text") for p in ("linear", "mlp")
+    }
+    assert {r["attribute"] for r in sweep} == {"skin_tone"}
+    # FairLLaVA's default layer (entry 1, image tokens), mean-pooled by the sweep
+    (same,) = [r for r in sweep if (r["entry"], r["tokens"], r["probe"]) == (1, "image", "mlp")]
+    assert same["balanced_accuracy"] > 0.9
 
 
 def test_probe_flags_a_negative_club_estimate(tiny_llava):

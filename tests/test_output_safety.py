@@ -167,8 +167,9 @@ def _lora(base_dir, out, seed):
 
 
 def test_a_resumed_audit_is_identified_by_content_not_paths(tiny_llava, tmp_path, capsys):
-    """Data regenerated, adapter retrained, a config field changed, each under the same
-    paths: each refusal names what changed, and --overwrite recomputes."""
+    """The same inputs under other paths resume; data regenerated, adapter retrained, a
+    config field changed, each under the same paths: each refusal names what changed, and
+    --overwrite recomputes."""
     from fairvlm.data import save_dataset
 
     data, adapter, out = tmp_path / "d", tmp_path / "lora", tmp_path / "audit"
@@ -178,6 +179,12 @@ def test_a_resumed_audit_is_identified_by_content_not_paths(tiny_llava, tmp_path
     argv += [*FAST, "--out", str(out)]
     assert main(argv) == 0
     assert main(argv) == 0  # unchanged inputs: resumed, and said so
+    assert "resuming: 4 records already in" in capsys.readouterr().err
+    # the same model, adapter and data under other spellings of their paths: the same audit
+    (tmp_path / "model-link").symlink_to(tiny_llava, target_is_directory=True)
+    moved = ["audit", str(tmp_path / "model-link"), str(tmp_path / "." / "d"), "--tasks", "vqa"]
+    moved += ["--adapter", str(tmp_path / ".." / tmp_path.name / "lora"), *FAST, "--out", str(out)]
+    assert main(moved) == 0
     assert "resuming: 4 records already in" in capsys.readouterr().err
 
     save_dataset({"test": audit_samples(4, tasks=["vqa"], seed=1)}, data)

@@ -354,6 +354,13 @@ _CHANGED = {
     "adapter_fingerprint": "the adapter's weights changed under the same path (retrained?)",
     "data_fingerprint": "the data changed (regenerated or edited at the same path?)",
 }
+#: A path label and the fingerprint of what it held: the same content under another
+#: spelling of its path (relative, absolute, a link) is the same input.
+_LABELLED = {
+    "model": "model_fingerprint",
+    "adapter": "adapter_fingerprint",
+    "data": "data_fingerprint",
+}
 
 
 def _check_identity(out: Path, identity: dict, overwrite: bool) -> None:
@@ -372,6 +379,8 @@ def _check_identity(out: Path, identity: dict, overwrite: bool) -> None:
             value = {t: value[t] for t in previous}
         if previous == value:
             continue
+        if key in _LABELLED and old.get(_LABELLED[key]) is not None:
+            continue  # the content decides, checked under its own key
         if key in _CHANGED:
             changed = (
                 [t for t in value if previous.get(t) != value[t]]

@@ -14,6 +14,7 @@ from fairvlm.representation.probe import (
     ProbeResult,
     ProbeSettings,
     collect,
+    collect_many,
     fit_probe,
     results_to_dict,
     run_probe,
@@ -26,8 +27,10 @@ from fairvlm.representation.settings import (
     RepresentationSettings,
     nest_settings,
 )
+from fairvlm.representation.sweep import DEFAULT_PROBES, SweepRow, probe_sweep, sweep_to_dicts
 
 __all__ = [
+    "DEFAULT_PROBES",
     "FOOLED",
     "POOLINGS",
     "PROBE_KINDS",
@@ -38,18 +41,22 @@ __all__ = [
     "ProbeResult",
     "ProbeSettings",
     "RepresentationSettings",
+    "SweepRow",
     "attribute_targets",
     "check_attributes",
     "club_matrix",
     "club_mi",
     "collect",
+    "collect_many",
     "fit_probe",
     "head_accuracy",
     "head_ce",
     "layer_entry",
     "nest_settings",
     "pool",
+    "probe_sweep",
     "results_to_dict",
     "run_probe",
+    "sweep_to_dicts",
     "token_mask",
 ]

@@ -44,11 +44,15 @@ class ProbeSettings(Config):
             layer of ``hidden`` units, Adam for at most ``steps`` epochs: sklearn's
             ``MLPClassifier``).
         hidden, steps: the MLP's width and its most training epochs (unused by ``linear``).
+        sweep: also fit the linear and the MLP probe at every layer, on image and on text
+            positions (:func:`fairvlm.representation.probe_sweep`); training writes them
+            to ``probe_sweep.json``.
     """
 
     kind: str = "linear"
     hidden: int = 256
     steps: int = 500
+    sweep: bool = False
 
     def validate(self) -> None:
         if self.kind not in PROBE_KINDS:
@@ -57,6 +61,8 @@ class ProbeSettings(Config):
             value = getattr(self, name)
             if not is_int(value) or value < 1:
                 raise bad_value(name, value, "use a positive integer")
+        if not isinstance(self.sweep, bool):
+            raise bad_value("sweep", self.sweep, "use true or false")
 
 
 @dataclass
@@ -87,6 +93,37 @@ class ProbeResult:
 
 
 @torch.no_grad()
+def collect_many(
+    adapter: Any,
+    readers: Sequence[LayerReader],
+    samples: Sequence[Sample],
+    batch_size: int = 16,
+    seed: int = 0,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(z [N, H], valid [N])`` of every attached reader, from one forward pass per batch
+    over ``samples`` (eval mode, seeded token draws)."""
+    model = adapter.model
+    was_training = model.training
+    model.eval()
+    zs: list[list[np.ndarray]] = [[] for _ in readers]
+    valids: list[list[np.ndarray]] = [[] for _ in readers]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for start in range(0, len(samples), batch_size):
+                batch = adapter.collate(samples[start : start + batch_size])
+                for reader in readers:
+                    reader.prepare(batch)
+                adapter.forward_batch(batch)
+                for i, reader in enumerate(readers):
+                    z, valid = reader.read()
+                    zs[i].append(z.cpu().numpy())
+                    valids[i].append(valid.cpu().numpy())
+    finally:
+        model.train(was_training)
+    return [(np.concatenate(z), np.concatenate(v)) for z, v in zip(zs, valids, strict=True)]
+
+
 def collect(
     adapter: Any,
     reader: LayerReader,
@@ -94,24 +131,8 @@ def collect(
     batch_size: int = 16,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(z [N, H], valid [N])`` on ``samples`` (eval mode, seeded token draws)."""
-    model = adapter.model
-    was_training = model.training
-    model.eval()
-    zs, valids = [], []
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for start in range(0, len(samples), batch_size):
-                batch = adapter.collate(samples[start : start + batch_size])
-                reader.prepare(batch)
-                adapter.forward_batch(batch)
-                z, valid = reader.read()
-                zs.append(z.cpu().numpy())
-                valids.append(valid.cpu().numpy())
-    finally:
-        model.train(was_training)
-    return np.concatenate(zs), np.concatenate(valids)
+    """``(z [N, H], valid [N])`` of ``reader`` on ``samples`` (eval mode, seeded token draws)."""
+    return collect_many(adapter, [reader], samples, batch_size, seed)[0]
 
 
 def _classifier(settings: ProbeSettings, seed: int) -> Any:
@@ -250,6 +271,7 @@ __all__ = [
     "ProbeResult",
     "ProbeSettings",
     "collect",
+    "collect_many",
     "fit_probe",
     "results_to_dict",
     "run_probe",

@@ -15,7 +15,7 @@ from fairvlm.training.methods import (
     register_method,
 )
 from fairvlm.training.pretrain import PretrainConfig, pretrain
-from fairvlm.training.run import TrainResult, probe_trained, train
+from fairvlm.training.run import TrainResult, probe_trained, sweep_trained, train
 from fairvlm.training.trainer import (
     FairTrainer,
     LossTerm,
@@ -53,6 +53,7 @@ __all__ = [
     "probe_trained",
     "register_method",
     "save_terms",
+    "sweep_trained",
     "train",
     "trainable_parameter_names",
 ]

@@ -7,6 +7,7 @@ Output directory::
     OUT/config.yaml            method, training and method config, attribute vocabularies
     OUT/training_log.jsonl     the Trainer's log history (LM loss, MI per attribute ...)
     OUT/probe.json             fresh linear probes on the regularised layer (held-out split)
+    OUT/probe_sweep.json       linear and MLP probes at every layer (``train.probe.sweep``)
     OUT/checkpoints/           Trainer checkpoints (resume with ``resume=True``)
 
 ``load_vlm(BASE, adapter=OUT)`` restores the fine-tuned model.
@@ -19,7 +20,7 @@ import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,10 @@ from fairvlm.representation import (
     FOOLED,
     LayerReader,
     ProbeSettings,
+    probe_sweep,
     results_to_dict,
     run_probe,
+    sweep_to_dicts,
 )
 from fairvlm.training.arguments import training_arguments
 from fairvlm.training.checkpoints import last_complete_checkpoint
@@ -52,6 +55,7 @@ from fairvlm.training.trainer import TERMS_ATTR, TERMS_FILE, FairTrainer, load_t
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "training_log.jsonl"
 PROBE_FILE = "probe.json"
+SWEEP_FILE = "probe_sweep.json"
 CHECKPOINTS = "checkpoints"
 #: The kind in a training output's marker (``fairvlm.atomic``).
 TRAIN_KIND = "train"
@@ -306,9 +310,11 @@ def train(
             elif trainer.is_world_process_zero():
                 held_out = _probe_samples(data_path, cfg, probe_data)
                 if held_out:
-                    probe = probe_trained(
-                        adapter, held_out, space, setup.probe or ProbeSpec(), cfg.seed, cfg.probe
-                    )
+                    spec = setup.probe or ProbeSpec()
+                    probe = probe_trained(adapter, held_out, space, spec, cfg.seed, cfg.probe)
+                    if cfg.probe.sweep:
+                        sweep = sweep_trained(adapter, held_out, space, spec, cfg.seed, cfg.probe)
+                        atomic_write_text(out / SWEEP_FILE, json.dumps(sweep, indent=2))
                 _save_outputs(out, model, bool(setup.terms), log_history, probe)
             trainer.accelerator.wait_for_everyone()
         finally:
@@ -354,6 +360,29 @@ def _final_outputs(out: Path, global_step: int) -> tuple[list[dict], list[dict]]
     return rows, json.loads(probe.read_text()) if probe.is_file() else []
 
 
+def _probed_attributes(space: Any, spec: Any) -> list[str]:
+    attributes = spec.attributes or [a for a in space.names if space.size(a) >= 2]
+    return [a for a in attributes if a in space.values]
+
+
+def sweep_trained(
+    adapter: Any,
+    samples: list[Any],
+    space: Any,
+    spec: Any,
+    seed: int = 0,
+    probe: ProbeSettings | None = None,
+) -> list[dict[str, Any]]:
+    """The linear and the MLP probe (``probe``'s width and steps) at every layer, on image
+    and text positions, mean-pooled, for the attributes of ``spec``, as dicts."""
+    probe = probe or ProbeSettings()
+    probes = (ProbeSettings(), replace(probe, kind="mlp", sweep=False))
+    rows = probe_sweep(
+        adapter, samples, space, _probed_attributes(space, spec), probes=probes, seed=seed
+    )
+    return sweep_to_dicts(rows)
+
+
 def probe_trained(
     adapter: Any,
     samples: list[Any],
@@ -368,8 +397,7 @@ def probe_trained(
     The CLUB estimate of ``spec.heads`` is reported beside each probe; a warning is
     printed when the estimator is being fooled.
     """
-    attributes = spec.attributes or [a for a in space.names if space.size(a) >= 2]
-    attributes = [a for a in attributes if a in space.values]
+    attributes = _probed_attributes(space, spec)
     reader = LayerReader(spec.representation)
     reader.attach(adapter)
     try:
