@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     label = args.label or out.name
     attrs = sorted(dataset_metadata(args.data)["attributes"])
-    base = asd_study.base_row(_cell_args(args, 0.0, 0), out, attrs)
+    base = asd_study.base_row(args.base, args.data, out, attrs)
     cells = []
     for steps in args.steps:
         for lr in args.lrs:

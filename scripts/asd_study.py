@@ -103,16 +103,16 @@ def _audit(
     return row
 
 
-def base_row(args: argparse.Namespace, out: Path, attrs: list[str]) -> dict:
+def base_row(
+    model: str, data: str, out: Path, attrs: list[str], k: int | None = None, split: str = "test"
+) -> dict:
     """The base model's audit row, cached in ``out/base.json``."""
     from fairvlm.models import load_vlm
 
     base_file = out / "base.json"
     if base_file.is_file():
         return json.loads(base_file.read_text())
-    base = _audit(
-        load_vlm(args.base), args.data, out / "base_audit", attrs, args.k, args.audit_split
-    )
+    base = _audit(load_vlm(model), data, out / "base_audit", attrs, k, split)
     _write_json(base_file, base)
     return base
 
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 negatives=not args.no_negatives,
             ),
         )
-    base = base_row(args, out, attrs)
+    base = base_row(args.base, args.data, out, attrs, args.k, args.audit_split)
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
     for seed in args.seeds:
         for variant in args.variants:

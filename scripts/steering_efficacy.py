@@ -56,7 +56,7 @@ SWEEPS = {
 }
 
 
-def _concept_named(records_path: Path) -> tuple[float, float]:
+def concept_named(records_path: Path) -> tuple[float, float]:
     """Share of describe outputs naming the sample's concept (as a whole word), unsteered
     descriptions included; and the number of records."""
     import pandas as pd
@@ -163,7 +163,7 @@ def main() -> None:
                 if not steered and rows:
                     continue  # one unsteered row in the table
                 folder = sweep_out / "runs" / row["run"] if steered else base_dir
-                named, _ = _concept_named(folder / "records.parquet")
+                named, _ = concept_named(folder / "records.parquet")
                 rows.append(
                     {
                         "vector": name if steered else "none (base)",

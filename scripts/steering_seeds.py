@@ -32,10 +32,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from steering_efficacy import concept_named  # noqa: E402  (one definition of the share)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -99,18 +101,6 @@ def _vector(recipe: str, vlm: Any, data: Path, path: Path) -> Any:
     return vector
 
 
-def _concept_named(records: Path) -> float:
-    import pandas as pd
-
-    df = pd.read_parquet(records)
-    df = df[df["task"] == "describe"]
-    hits = [
-        bool(re.search(rf"\b{re.escape(str(c))}\b", str(o), re.IGNORECASE))
-        for c, o in zip(df["concept"], df["output"], strict=True)
-    ]
-    return sum(hits) / len(hits)
-
-
 def _measure(folder: Path) -> dict[str, Any]:
     """The table's numbers from one audit folder (value and CI of each)."""
     m = json.loads((folder / "metrics.json").read_text())["tasks"]
@@ -123,7 +113,7 @@ def _measure(folder: Path) -> dict[str, Any]:
         "mention_rate": cell(describe["mention_rate"]),
         "concept_accuracy": cell(concept["accuracy"]),
         "sentiment": cell(describe["sentiment"]),
-        "concept_named": _concept_named(folder / "records.parquet"),
+        "concept_named": concept_named(folder / "records.parquet")[0],
     }
     lexicons = describe["mention_rate"]["by_lexicon"]
     for name in ATTRIBUTES:
